@@ -1,0 +1,188 @@
+"""`python -m normlab.train` (or `normlab-train`): compose -> instantiate -> fit -> summary.
+
+One job = one run directory (docs/run-directory.md). Hydra's multirun (`-m`) runs a preset's sweep,
+one job after another (or through a launcher: `hydra/launcher=submitit_local|slurm`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from normlab.errors import NormlabError
+from normlab.module import ClassifierModule
+from normlab.runlog import MetricsCSVLogger, RunSummary
+
+log = logging.getLogger("normlab.train")
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _job_dirname(override_dirname: str, job_num: int) -> str:
+    """A multirun job's sub-directory: its overrides (`norm=batch,seed=0`), or `job{N}` if none."""
+    return override_dirname or f"job{job_num}"
+
+
+OmegaConf.register_new_resolver("job_dirname", _job_dirname, replace=True)
+
+
+@dataclass
+class RunResult:
+    status: str
+    module: ClassifierModule | None
+    trainer: L.Trainer | None
+    summary: dict[str, Any]
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, job_name: str) -> list[L.pytorch.loggers.Logger]:
+    """metrics.csv always; W&B unless `logger=none`."""
+    loggers: list[Any] = [MetricsCSVLogger(run_dir)]
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg:
+        from lightning.pytorch.loggers import WandbLogger
+
+        options = OmegaConf.to_container(wandb_cfg, resolve=True)
+        mode = options.pop("mode")
+        if mode not in ("offline", "online", "disabled"):
+            raise NormlabError(
+                f"logger.wandb.mode={mode!r}; valid choices: ['offline', 'online', 'disabled']"
+            )
+        loggers.append(
+            WandbLogger(
+                save_dir=str(run_dir),
+                name=job_name,
+                mode=mode,
+                config=OmegaConf.to_container(cfg, resolve=True),
+                **options,
+            )
+        )
+    return loggers
+
+
+def _finish_wandb() -> None:
+    # WandbLogger never calls wandb.finish(): without it the next job of a multirun would log
+    # into this job's run.
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def warn_if_sweep_ignored(cfg: DictConfig) -> None:
+    """A preset that defines a sweep, run without -m, runs only its base point: say so."""
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:
+        return
+    params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
+    if params and hydra_cfg.mode == RunMode.RUN:
+        sweep = " ".join(f"{k}={v}" for k, v in params.items())
+        log.warning(
+            "experiment %s defines a sweep (%s) but this is a single run: only its base point runs. "
+            "Add -m to run the whole sweep.",
+            cfg.get("name"),
+            sweep,
+        )
+
+
+def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> RunResult:
+    """Train one job described by `cfg` into `run_dir`; always leaves a truthful summary.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    job_name = ",".join(overrides) or "default"
+    summary = RunSummary(
+        run_dir,
+        experiment=cfg.get("name"),
+        overrides=list(overrides),
+        seed=int(cfg.seed),
+        max_steps=int(cfg.trainer.max_steps),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    summary.write(status="running")
+    module = trainer = None
+    metrics_logger: MetricsCSVLogger | None = None
+    status, fields = "failed", {}
+    try:
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model, norm=OmegaConf.to_container(cfg.norm, resolve=True))
+        module = ClassifierModule(
+            model,
+            optimizer=instantiate(cfg.optim),
+            num_classes=int(cfg.model.out_features),
+            log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+        )
+        probes = [instantiate(p) for p in (cfg.get("probe") or {}).values() if p]
+        loggers = build_loggers(cfg, run_dir, job_name)
+        metrics_logger = loggers[0]
+        trainer = instantiate(
+            cfg.trainer, logger=loggers, callbacks=probes, default_root_dir=str(run_dir)
+        )
+        summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
+        step = trainer.global_step
+        if module.diverged_at_step is not None:
+            status, fields = "diverged", {"diverged_at_step": module.diverged_at_step}
+            log.warning("run diverged: non-finite loss at step %d", module.diverged_at_step)
+        elif step == trainer.max_steps:
+            status = "finished"
+        else:
+            status, fields = "interrupted", {"error": f"stopped at step {step} of {trainer.max_steps}"}
+    except (KeyboardInterrupt, SystemExit) as err:
+        # Lightning turns Ctrl-C / SIGTERM into SystemExit(1).
+        status, fields = "interrupted", {"error": f"{type(err).__name__}: {err}"}
+        raise
+    except Exception as err:
+        status, fields = "failed", {"error": f"{type(err).__name__}: {err}"}
+        if isinstance(err, NormlabError):
+            raise SystemExit(f"normlab: error: {err}") from err
+        raise
+    finally:
+        if metrics_logger is not None:
+            metrics_logger.save()
+        summary.end(
+            status,
+            step=trainer.global_step if trainer is not None else 0,
+            final_metrics=dict(metrics_logger.last) if metrics_logger else {},
+            **fields,
+        )
+        _finish_wandb()
+    log.info("run %s: %s at step %d -> %s", job_name, status, trainer.global_step, run_dir)
+    return RunResult(status, module, trainer, summary.data)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    warn_if_sweep_ignored(cfg)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(EXCLUDED_FROM_NAME)]
+    result = run(cfg, run_dir, overrides)
+    # The return value is what Hydra sweepers (e.g. Optuna) optimise.
+    return result.summary["final_metrics"].get("test/acc")
+
+
+# Overrides that say where or how a job runs, not what it is: kept out of run names.
+EXCLUDED_FROM_NAME = ("experiment=", "data.root=", "data.download_dir=", "paths.", "logger", "hydra")
+
+
+if __name__ == "__main__":
+    if not CONF_DIR.is_dir():
+        sys.exit(f"normlab: config folder {CONF_DIR} not found: install with `pip install -e .`")
+    main()
