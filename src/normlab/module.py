@@ -82,7 +82,9 @@ class ClassifierModule(L.LightningModule):
         self.test_loss.reset()
         self.test_acc.reset()
         if not self.trainer.sanity_checking:
-            log_to_loggers(self.trainer, {k: v.item() for k, v in metrics.items()}, self.global_step)
+            log_to_loggers(
+                self.trainer, {k: v.item() for k, v in metrics.items()}, self.global_step
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())

@@ -5,6 +5,7 @@ The format is documented in docs/run-directory.md; `normlab.results` reads it ba
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -126,10 +127,8 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version()}
     for package in ("torch", "lightning", "hydra-core", "wandb", "torchmetrics", "numpy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
     return versions
 
 

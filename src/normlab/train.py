@@ -71,6 +71,18 @@ def build_loggers(cfg: DictConfig, run_dir: Path, job_name: str) -> list[L.pytor
     return loggers
 
 
+def build_probes(cfg: DictConfig) -> list[L.Callback]:
+    """One callback per entry of `probe` (the `probe/` group options chosen, e.g. probe=[activations])."""
+    probes = []
+    for name, probe_cfg in (cfg.get("probe") or {}).items():
+        if not probe_cfg or "_target_" not in probe_cfg:
+            # A preset may tune a probe's settings while the user turned it off (probe=none).
+            log.info("probe.%s has settings but is not selected (probe=%s): off", name, name)
+            continue
+        probes.append(instantiate(probe_cfg))
+    return probes
+
+
 def _finish_wandb() -> None:
     # WandbLogger never calls wandb.finish(): without it the next job of a multirun would log
     # into this job's run.
@@ -98,14 +110,23 @@ def warn_if_sweep_ignored(cfg: DictConfig) -> None:
         )
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> RunResult:
-    """Train one job described by `cfg` into `run_dir`; always leaves a truthful summary.json."""
+def run(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    job_name: str | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> RunResult:
+    """Train one job described by `cfg` into `run_dir`; always leaves a truthful summary.json.
+
+    `overrides` are recorded in the summary; `job_name` names the W&B run (default: the overrides);
+    `callbacks` are added to the probes (e.g. a timer)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    job_name = ",".join(overrides) or "default"
+    job_name = job_name or ",".join(overrides) or "default"
     summary = RunSummary(
         run_dir,
         experiment=cfg.get("name"),
@@ -128,11 +149,14 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> 
             num_classes=int(cfg.model.out_features),
             log_every_n_steps=int(cfg.trainer.log_every_n_steps),
         )
-        probes = [instantiate(p) for p in (cfg.get("probe") or {}).values() if p]
+        probes = build_probes(cfg)
         loggers = build_loggers(cfg, run_dir, job_name)
         metrics_logger = loggers[0]
         trainer = instantiate(
-            cfg.trainer, logger=loggers, callbacks=probes, default_root_dir=str(run_dir)
+            cfg.trainer,
+            logger=loggers,
+            callbacks=[*probes, *callbacks],
+            default_root_dir=str(run_dir),
         )
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
@@ -143,7 +167,10 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> 
         elif step == trainer.max_steps:
             status = "finished"
         else:
-            status, fields = "interrupted", {"error": f"stopped at step {step} of {trainer.max_steps}"}
+            status, fields = (
+                "interrupted",
+                {"error": f"stopped at step {step} of {trainer.max_steps}"},
+            )
     except (KeyboardInterrupt, SystemExit) as err:
         # Lightning turns Ctrl-C / SIGTERM into SystemExit(1).
         status, fields = "interrupted", {"error": f"{type(err).__name__}: {err}"}
@@ -172,14 +199,11 @@ def main(cfg: DictConfig) -> float | None:
     warn_if_sweep_ignored(cfg)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(EXCLUDED_FROM_NAME)]
-    result = run(cfg, run_dir, overrides)
+    # Named like the job's directory: its overrides, less those that say where or how it runs.
+    job_name = hydra_cfg.job.override_dirname or cfg.name
+    result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
     # The return value is what Hydra sweepers (e.g. Optuna) optimise.
     return result.summary["final_metrics"].get("test/acc")
-
-
-# Overrides that say where or how a job runs, not what it is: kept out of run names.
-EXCLUDED_FROM_NAME = ("experiment=", "data.root=", "data.download_dir=", "paths.", "logger", "hydra")
 
 
 if __name__ == "__main__":

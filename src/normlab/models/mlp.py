@@ -45,7 +45,9 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid choices: {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; valid choices: {sorted(ACTIVATIONS)}"
+            )
         widths = [in_features, *hidden]
         self.layers = nn.ModuleDict(
             {

@@ -30,7 +30,9 @@ def _identity(num_features: int, dims: int) -> nn.Module:
 
 
 @register_norm("batch")
-def _batch_norm(num_features: int, dims: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
+def _batch_norm(
+    num_features: int, dims: int, eps: float = 1e-5, momentum: float = 0.1
+) -> nn.Module:
     # torch's BatchNorm is Ioffe 2015's Alg. 1 in training (biased batch variance) and Alg. 2 in
     # eval (running mean and *unbiased* running variance, tracked as a moving average).
     cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]

@@ -1,0 +1,49 @@
+"""Compose normlab's config outside a Hydra app (tests, notebooks, scripts).
+
+`compose_config` gives the same config as `python -m normlab.train <overrides>` would, resolved;
+`sweep_points` expands a preset's sweep (`hydra.sweeper.params`), which the compose API ignores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from normlab.train import CONF_DIR
+
+
+def _compose_with_hydra(overrides: Sequence[str]) -> DictConfig:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved job config for `overrides`, without the `hydra` node."""
+    cfg = _compose_with_hydra(overrides)
+    HydraConfig.instance().set_config(cfg)  # so that ${hydra:...} interpolations resolve
+    with open_dict(cfg):
+        del cfg.hydra
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def sweep_points(overrides: Sequence[str] = ()) -> list[list[str]]:
+    """The override lists of every job that `-m` would run for `overrides` (the preset's sweep,
+    with command-line sweeps replacing the preset's list for the same key, as Hydra does)."""
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(overrides))
+    swept_on_cli = {o.key_or_group for o in given if o.is_sweep_override()}
+    fixed = [o.input_line for o in given if not o.is_sweep_override()]
+    cfg = _compose_with_hydra(fixed)
+    params = dict(OmegaConf.select(cfg, "hydra.sweeper.params") or {})
+    sweep = [f"{k}={v}" for k, v in params.items() if k not in swept_on_cli]
+    sweep += [o.input_line for o in given if o.is_sweep_override()]
+    if not sweep:
+        return [fixed]
+    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(sweep), None)
+    return [fixed + point for point in batch]

@@ -1,0 +1,114 @@
+"""Paper figures: a `load_metrics` table in, a matplotlib figure and a claims report out.
+
+`FIGURES` maps a figure id, which is the name of the experiment preset whose runs it draws
+(`ioffe2015/fig1_mnist`), to its `FigureSpec`. Figures never train and never read run directories
+themselves: they go through `normlab.results`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from normlab.claims import Claim, claims_markdown, evaluate_claims
+from normlab.results import PathLike, load_metrics
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One paper figure: the metrics (names or globs) it reads, how to draw it, and its claims."""
+
+    id: str
+    title: str
+    metrics: tuple[str, ...]
+    draw: Callable[[pd.DataFrame], Figure]
+    claims: list[Claim] = field(default_factory=list)
+
+    def needed_metrics(self) -> list[str]:
+        """The metric names/globs the figure and its claims read."""
+        return list(dict.fromkeys([*self.metrics, *(c.metric for c in self.claims)]))
+
+    def load(self, paths: Iterable[PathLike], statuses: Sequence[str] = ("finished",)):
+        """The `load_metrics` table of the runs under `paths`, limited to what this figure reads."""
+        return load_metrics(paths, statuses=statuses, metrics=self.needed_metrics())
+
+
+def infer_figure_id(table: pd.DataFrame) -> str:
+    """The figure id of the runs in `table` (a `load_summaries` or `load_metrics` table), read from
+    their `experiment` column. ValueError, listing what was found and the registered ids, when the
+    runs belong to no registered figure or to several."""
+    registered = ", ".join(sorted(FIGURES))
+    found = sorted(str(e) for e in table["experiment"].dropna().unique()) if len(table) else []
+    if len(found) == 1 and found[0] in FIGURES:
+        return found[0]
+    if not found:
+        raise ValueError(f"no runs to infer the figure from; registered figures: {registered}")
+    if len(found) > 1:
+        problem = f"the runs come from several experiments ({', '.join(found)})"
+    else:
+        problem = f"experiment {found[0]!r} has no registered figure"
+    raise ValueError(f"cannot infer the figure: {problem}; registered figures: {registered}")
+
+
+def new_figure(**kwargs) -> Figure:
+    """A matplotlib `Figure` on its own Agg canvas: no pyplot, so no global figure state and no
+    GUI backend, whatever backend the process (or a notebook) uses."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def write_claims(
+    spec: FigureSpec, table: pd.DataFrame, out_dir: PathLike
+) -> tuple[list[Path], pd.DataFrame]:
+    """Evaluate `spec`'s claims on `table`; write `<out_dir>/<id>_claims.md` and `_claims.csv`.
+
+    Returns the paths written and the claims table."""
+    base = Path(out_dir) / spec.id
+    base.parent.mkdir(parents=True, exist_ok=True)
+    claims = evaluate_claims(spec.claims, table)
+    md = base.with_name(f"{base.name}_claims.md")
+    md.write_text(f"# {spec.title}: claims\n\n{claims_markdown(claims)}")
+    csv = base.with_name(f"{base.name}_claims.csv")
+    claims.to_csv(csv, index=False)
+    return [md, csv], claims
+
+
+def write_plot(
+    spec: FigureSpec,
+    table: pd.DataFrame,
+    out_dir: PathLike,
+    formats: Sequence[str] = ("png", "pdf"),
+) -> list[Path]:
+    """Draw `spec` from `table` to `<out_dir>/<id>.<format>` for each format; the paths written.
+
+    The figure's `draw` raises ValueError naming what is missing when the table cannot make it."""
+    base = Path(out_dir) / spec.id
+    base.parent.mkdir(parents=True, exist_ok=True)
+    fig = spec.draw(table)
+    written = []
+    for fmt in formats:
+        path = base.with_name(f"{base.name}.{fmt}")
+        fig.savefig(path, dpi=150)
+        written.append(path)
+    return written
+
+
+# The registry; figure modules import FigureSpec from here, hence the import at the bottom.
+from normlab.figures import ioffe2015_fig1  # noqa: E402
+
+FIGURES: dict[str, FigureSpec] = {spec.id: spec for spec in (ioffe2015_fig1.FIGURE,)}
+
+__all__ = [
+    "FIGURES",
+    "FigureSpec",
+    "infer_figure_id",
+    "new_figure",
+    "write_claims",
+    "write_plot",
+]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Never reach for the network or a W&B account from the tests.
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def run_cli(args: Sequence[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m normlab.train ARGS` in a subprocess (a user's command line)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "normlab.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """A few steps of fig1 on the synthetic set, W&B off, writing under tmp_path."""
+    return [
+        "experiment=ioffe2015/fig1_mnist",
+        "debug=smoke",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
+
+
+# One tiny multirun through the CLI, shared by the end-to-end, figure and notebook tests.
+E2E_ARGS = [
+    "-m",
+    "experiment=ioffe2015/fig1_mnist",
+    "debug=smoke",
+    "logger=wandb",
+    "trainer.max_steps=60",
+    "trainer.val_check_interval=20",
+    "probe.activations.every_n_steps=10",
+]
+
+
+@pytest.fixture(scope="session")
+def e2e_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("e2e")
+    sweep = root / "sweep"
+    proc = run_cli(
+        [*E2E_ARGS, f"hydra.sweep.dir={sweep}", f"paths.data_dir={root / 'data'}"],
+        cwd=root,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return sweep, proc

@@ -1,0 +1,92 @@
+"""Every experiment preset composes and instantiates at every point of its sweep.
+
+A preset without an entry in PRESET_CHECKS fails `test_every_preset_has_a_test`: a new preset
+must say here what it is expected to be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from normlab.config import compose_config, sweep_points
+from normlab.models import MLP
+from normlab.train import CONF_DIR, build_probes
+
+
+def _fig1(cfg: DictConfig) -> None:
+    # Ioffe 2015, Sec. 4.1.
+    assert cfg.trainer.max_steps == 50_000
+    assert cfg.data.batch_size == 60
+    assert cfg.trainer.val_check_interval == 500
+    assert cfg.model.hidden == [100, 100, 100] and cfg.model.activation == "sigmoid"
+    assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.momentum == 0
+    assert cfg.probe.activations.unit.layer == 3
+
+
+def _fig1_tuning(cfg: DictConfig) -> None:
+    assert cfg.norm.name == "none" and cfg.seed == 0
+    assert cfg.trainer.max_steps == 10_000
+
+
+# preset id -> (number of sweep points, check of every composed point)
+PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
+    "ioffe2015/fig1_mnist": (6, _fig1),
+    "ioffe2015/fig1_mnist_tuning": (18, _fig1_tuning),
+}
+
+
+def discovered_presets() -> list[str]:
+    root = CONF_DIR / "experiment"
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def test_every_preset_has_a_test() -> None:
+    missing = set(discovered_presets()) - set(PRESET_CHECKS)
+    assert not missing, f"presets without an entry in PRESET_CHECKS: {sorted(missing)}"
+    stale = set(PRESET_CHECKS) - set(discovered_presets())
+    assert not stale, f"PRESET_CHECKS names presets that no longer exist: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_CHECKS))
+def test_preset_composes_and_instantiates_at_every_sweep_point(preset: str, tmp_path: Path) -> None:
+    size, check = PRESET_CHECKS[preset]
+    points = sweep_points([f"experiment={preset}"])
+    assert len(points) == size
+    assert len({tuple(sorted(p)) for p in points}) == size  # no two jobs alike
+    for point in points:
+        cfg = compose_config([*point, f"paths.data_dir={tmp_path}"])
+        assert cfg.name == preset
+        check(cfg)
+        model = instantiate(cfg.model, norm=dict(cfg.norm))
+        assert isinstance(model, MLP)
+        instantiate(cfg.data)
+        instantiate(cfg.optim)(model.parameters())
+        build_probes(cfg)
+        instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
+
+
+def test_command_line_sweep_replaces_the_presets_list() -> None:
+    points = sweep_points(["experiment=ioffe2015/fig1_mnist", "seed=5,6"])
+    preset = "experiment=ioffe2015/fig1_mnist"
+    assert sorted(points) == sorted(
+        [[preset, f"norm={n}", f"seed={s}"] for n in ("none", "batch") for s in (5, 6)]
+    )
+
+
+@pytest.mark.parametrize(
+    "group,bad", [("norm", "layerz"), ("model", "resnet"), ("data", "imagenet")]
+)
+def test_unknown_group_option_lists_valid_choices(group: str, bad: str) -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as err:
+        compose_config([f"{group}={bad}"])
+    message = str(err.value)
+    assert f"Could not find '{group}/{bad}'" in message
+    expected = {"norm": ["batch", "none"], "model": ["mlp"], "data": ["mnist", "synthetic"]}[group]
+    assert all(choice in message for choice in expected), message
