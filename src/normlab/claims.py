@@ -77,39 +77,54 @@ def select_runs(
     one run (ambiguous: several sweeps or settings mixed), with no such metric logged, or with
     fewer than `min_evals` evaluations inside the window."""
     lo, hi = claim.window
-    problems: list[str] = []
-    selected: dict[tuple[Hashable, int], pd.DataFrame] = {}
     if by not in table.columns or "seed" not in table.columns:
         raise InsufficientData(f"no runs (the table has no {by!r} / 'seed' column)")
+    # problem -> the (group, seed) runs it applies to, so that one cause is named once.
+    problems: dict[str, list[tuple[Hashable, int]]] = {}
+    selected: dict[tuple[Hashable, int], pd.DataFrame] = {}
     names = table["metric"].unique()
     wanted = [n for n in names if fnmatch.fnmatchcase(str(n), claim.metric)]
     for group in groups:
         for seed in claim.seeds:
-            what = f"{by}={group} seed={seed}"
             rows = table[(table[by] == group) & (table["seed"] == seed)]
             runs = rows["run_dir"].unique()
             if len(runs) == 0:
-                problems.append(f"no run for {what}")
+                problems.setdefault("no run", []).append((group, seed))
                 continue
             if len(runs) > 1:
-                problems.append(f"{len(runs)} runs for {what} (ambiguous): {', '.join(runs)}")
+                problem = f"{len(runs)} runs, ambiguous ({', '.join(runs)})"
+                problems.setdefault(problem, []).append((group, seed))
                 continue
             rows = rows[rows["metric"].isin(wanted)]
             if rows.empty:
-                problems.append(f"{what} logged no {claim.metric}")
+                problems.setdefault(f"no {claim.metric} logged", []).append((group, seed))
                 continue
             in_window = rows[(rows["step"] >= lo) & (rows["step"] <= hi)]
             evals = in_window["step"].nunique()
             if evals < min_evals:
-                problems.append(
-                    f"{what} has {evals} evaluation(s) of {claim.metric} in steps {lo}-{hi} "
-                    f"(need {min_evals}; it logged steps {rows['step'].min()}-{rows['step'].max()})"
+                problem = (
+                    f"{evals} evaluation(s) of {claim.metric} in steps {lo}-{hi}, need "
+                    f"{min_evals} (logged steps {rows['step'].min()}-{rows['step'].max()})"
                 )
+                problems.setdefault(problem, []).append((group, seed))
                 continue
             selected[(group, seed)] = in_window
     if problems:
-        raise InsufficientData("; ".join(problems))
+        raise InsufficientData(
+            "; ".join(f"{_runs_text(by, keys)}: {problem}" for problem, keys in problems.items())
+        )
     return selected
+
+
+def _runs_text(by: str, keys: Sequence[tuple[Hashable, int]]) -> str:
+    """[("none", 0), ("none", 1), ("batch", 2)] -> "norm.name=none seeds 0/1, norm.name=batch seed 2"."""
+    seeds: dict[Hashable, list[int]] = {}
+    for group, seed in keys:
+        seeds.setdefault(group, []).append(seed)
+    return ", ".join(
+        f"{by}={group} seed{'s' if len(s) > 1 else ''} {'/'.join(map(str, s))}"
+        for group, s in seeds.items()
+    )
 
 
 def window_note(claim: Claim, selected: Iterable[pd.DataFrame]) -> str:

@@ -86,5 +86,12 @@ class ClassifierModule(L.LightningModule):
                 self.trainer, {k: v.item() for k, v in metrics.items()}, self.global_step
             )
 
+    def on_train_end(self) -> None:
+        # `callback_metrics` is what Lightning sends back from `ddp_spawn` workers to the launching
+        # process, whose own trainer and module never trained: report where the run ended there.
+        self.trainer.callback_metrics["run/global_step"] = torch.tensor(self.global_step)
+        if self.diverged_at_step is not None:
+            self.trainer.callback_metrics["run/diverged_at_step"] = torch.tensor(self.diverged_at_step)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())

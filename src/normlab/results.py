@@ -98,9 +98,14 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def _left_out_message(left_out: Mapping[str, int], total: int) -> str:
+def _left_out_message(rows: Sequence[Mapping[str, Any]], left_out: Mapping[str, int]) -> str:
     parts = ", ".join(f"{n} {status}" for status, n in sorted(left_out.items()))
-    return f"left out {sum(left_out.values())} of {total} runs: {parts}"
+    message = f"left out {sum(left_out.values())} of {len(rows)} runs: {parts}"
+    unreadable = [row["run_dir"] for row in rows if row["status"] == UNREADABLE]
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
+        message += f" (unreadable summary.json: {shown})"
+    return message
 
 
 def load_summaries(
@@ -119,10 +124,7 @@ def load_summaries(
     kept = [row for row in rows if row["status"] in statuses]
     left_out = dict(Counter(row["status"] for row in rows if row["status"] not in statuses))
     if left_out:
-        log.warning(_left_out_message(left_out, len(rows)))
-        for row in rows:
-            if row["status"] == UNREADABLE:
-                log.warning("unreadable summary in %s (%s)", row["run_dir"], row["error"])
+        log.warning(_left_out_message(rows, left_out))
     columns = ["run_dir", *SUMMARY_FIELDS]
     df = pd.DataFrame(kept)
     # Keep the documented columns first (and present even when no run is kept).
@@ -137,7 +139,10 @@ def _read_metrics(run_dir: Path, metrics: Sequence[str] | None) -> pd.DataFrame:
     if not path.exists():
         log.warning("run %s has no %s", run_dir, METRICS_FILE)
         return pd.DataFrame({"step": [], "metric": [], "value": []})
-    df = pd.read_csv(path, dtype={"metric": str}, usecols=["step", "metric", "value"])
+    try:
+        df = pd.read_csv(path, dtype={"metric": str}, usecols=["step", "metric", "value"])
+    except pd.errors.EmptyDataError:  # created, nothing flushed yet
+        return pd.DataFrame({"step": [], "metric": [], "value": []})
     # A run that died mid-append may leave a torn last line: drop rows that do not parse.
     df["step"] = pd.to_numeric(df["step"], errors="coerce")
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
@@ -165,9 +170,13 @@ def load_metrics(
     entries or match it as a shell-style glob (`act/layer3/unit*/p*`). A (step, metric) pair
     logged twice in a run keeps the last value. Left-out runs are reported as in
     `load_summaries` (and in `df.attrs["left_out"]`)."""
+    return join_metrics(load_summaries(paths, statuses=statuses), metrics=metrics)
+
+
+def join_metrics(summaries: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """`load_metrics` for runs already loaded by `load_summaries` (read once, report once)."""
     if isinstance(metrics, str):
         metrics = [metrics]
-    summaries = load_summaries(paths, statuses=statuses)
     tables = []
     for run_dir in summaries["run_dir"]:
         df = _read_metrics(Path(run_dir), metrics)
@@ -180,5 +189,5 @@ def load_metrics(
     )
     long = long.astype({"step": "int64", "value": "float64"})
     table = long.merge(summaries.rename(columns={"step": "last_step"}), on="run_dir", how="left")
-    table.attrs["left_out"] = dict(summaries.attrs["left_out"])
+    table.attrs["left_out"] = dict(summaries.attrs.get("left_out", {}))
     return table

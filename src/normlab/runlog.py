@@ -37,7 +37,6 @@ class MetricsCSVLogger(Logger):
         self.path = Path(run_dir) / self.FILE
         self.flush_every = flush_every
         self._rows: list[tuple[int, str, float]] = []
-        self.last: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -61,7 +60,6 @@ class MetricsCSVLogger(Logger):
         for key, value in metrics.items():
             value = float(value.item() if isinstance(value, torch.Tensor) else value)
             self._rows.append((step, key, value))
-            self.last[key] = value
         if len(self._rows) >= self.flush_every:
             self.save()
 
@@ -81,6 +79,14 @@ class MetricsCSVLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()
+
+
+def last_values(path: Path) -> dict[str, float]:
+    """The last logged value of every metric in a metrics.csv (empty if there is none)."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        return {row["metric"]: float(row["value"]) for row in csv.DictReader(f)}
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

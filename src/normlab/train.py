@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normlab.errors import NormlabError
 from normlab.module import ClassifierModule
-from normlab.runlog import MetricsCSVLogger, RunSummary
+from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
 
 log = logging.getLogger("normlab.train")
 
@@ -160,10 +160,10 @@ def run(
         )
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
-        step = trainer.global_step
-        if module.diverged_at_step is not None:
-            status, fields = "diverged", {"diverged_at_step": module.diverged_at_step}
-            log.warning("run diverged: non-finite loss at step %d", module.diverged_at_step)
+        step, diverged_at = _where_training_ended(trainer)
+        if diverged_at is not None:
+            status, fields = "diverged", {"diverged_at_step": diverged_at}
+            log.warning("run diverged: non-finite loss at step %d", diverged_at)
         elif step == trainer.max_steps:
             status = "finished"
         else:
@@ -185,13 +185,21 @@ def run(
             metrics_logger.save()
         summary.end(
             status,
-            step=trainer.global_step if trainer is not None else 0,
-            final_metrics=dict(metrics_logger.last) if metrics_logger else {},
+            step=_where_training_ended(trainer)[0] if trainer is not None else 0,
+            final_metrics=last_values(run_dir / MetricsCSVLogger.FILE),
             **fields,
         )
         _finish_wandb()
-    log.info("run %s: %s at step %d -> %s", job_name, status, trainer.global_step, run_dir)
+    log.info("run %s: %s at step %d -> %s", job_name, status, summary.data["step"], run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def _where_training_ended(trainer: L.Trainer) -> tuple[int, int | None]:
+    """(last global step, first non-finite step or None), also after `ddp_spawn` (see module)."""
+    metrics = trainer.callback_metrics
+    step = int(metrics.get("run/global_step", trainer.global_step))
+    diverged = metrics.get("run/diverged_at_step")
+    return step, None if diverged is None else int(diverged)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

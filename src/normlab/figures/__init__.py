@@ -33,7 +33,9 @@ class FigureSpec:
         """The metric names/globs the figure and its claims read."""
         return list(dict.fromkeys([*self.metrics, *(c.metric for c in self.claims)]))
 
-    def load(self, paths: Iterable[PathLike], statuses: Sequence[str] = ("finished",)):
+    def load(
+        self, paths: Iterable[PathLike], statuses: Sequence[str] = ("finished",)
+    ) -> pd.DataFrame:
         """The `load_metrics` table of the runs under `paths`, limited to what this figure reads."""
         return load_metrics(paths, statuses=statuses, metrics=self.needed_metrics())
 

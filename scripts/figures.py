@@ -1,0 +1,86 @@
+"""Draw a paper figure and its claims report from finished runs.
+
+    python scripts/figures.py [FIGURE_ID] SWEEP_DIR [SWEEP_DIR ...] --out FIG_DIR
+    python scripts/figures.py --list
+
+FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it is inferred from
+the runs. Writes FIG_DIR/<id>.png and .pdf, FIG_DIR/<id>_claims.md and _claims.csv.
+Exit codes: 0 done, 1 the figure could not be drawn from these runs, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from normlab.claims import claims_markdown
+from normlab.figures import FIGURES, infer_figure_id, write_claims, write_plot
+from normlab.results import join_metrics, load_summaries
+
+
+def valid_ids() -> str:
+    return ", ".join(sorted(FIGURES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="figures.py",
+        description="Turn finished runs into a paper figure and a report of its claims.",
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="[FIGURE_ID] SWEEP_DIR", help="figure id, then run/sweep dirs"
+    )
+    parser.add_argument("--out", default="figures", help="output directory (default: figures)")
+    parser.add_argument("--list", action="store_true", help="list the registered figures")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for spec in FIGURES.values():
+            print(f"{spec.id}\t{spec.title}")
+            for claim in spec.claims:
+                print(f"  claim {claim.id}: {claim.claim}")
+        return 0
+
+    paths = list(args.paths)
+    figure_id = paths.pop(0) if paths and paths[0] in FIGURES else None
+    if paths and figure_id is None and not Path(paths[0]).exists() and len(paths) > 1:
+        parser.exit(2, f"figures.py: error: unknown figure id {paths[0]!r}; valid: {valid_ids()}\n")
+    if not paths:
+        parser.error("give at least one sweep directory")
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        parser.exit(
+            2,
+            f"figures.py: error: no such directory: {', '.join(missing)} "
+            f"(or an unknown figure id; valid: {valid_ids()})\n",
+        )
+
+    # The results logger reports left-out runs in one line.
+    logging.basicConfig(level=logging.WARNING, format="figures.py: %(message)s")
+    summaries = load_summaries(paths)
+    if figure_id is None:
+        try:
+            figure_id = infer_figure_id(summaries)
+        except ValueError as err:
+            parser.exit(2, f"figures.py: error: {err}; name the figure as the first argument\n")
+    spec = FIGURES[figure_id]
+    table = join_metrics(summaries, metrics=spec.needed_metrics())
+    print(f"{spec.id}: {summaries.shape[0]} runs from {', '.join(paths)}")
+
+    written, claims = write_claims(spec, table, args.out)
+    print(claims_markdown(claims))
+    status = 0
+    try:
+        written += write_plot(spec, table, args.out)
+    except ValueError as err:
+        print(f"figures.py: error: cannot draw {spec.id}: {err}", file=sys.stderr)
+        status = 1
+    for path in written:
+        print(f"wrote {path}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
