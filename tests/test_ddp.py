@@ -19,9 +19,15 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides
     # the steps one process takes on the batch of 60 (up to float summation order).
     common = [*tiny_overrides, "norm=none", "trainer.max_steps=30", "trainer.val_check_interval=10"]
     one = run(compose_config(common), tmp_path / "one", common)
-    two_overrides = [*common, "trainer=ddp_cpu", "trainer.max_steps=30", "trainer.val_check_interval=10",
-                     "trainer.enable_progress_bar=false", "trainer.enable_checkpointing=false",
-                     "trainer.log_every_n_steps=5"]
+    two_overrides = [
+        *common,
+        "trainer=ddp_cpu",
+        "trainer.max_steps=30",
+        "trainer.val_check_interval=10",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+        "trainer.log_every_n_steps=5",
+    ]
     two = run(compose_config(two_overrides), tmp_path / "two", two_overrides)
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 30
@@ -30,7 +36,11 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides
     assert sorted(metrics[metrics.metric == "test/acc"].step) == [10, 20, 30]
     # test/acc covers the whole test set across both ranks (torchmetrics reduces sums and counts)
     acc_one = pd.read_csv(tmp_path / "one" / "metrics.csv").query("metric == 'test/acc'").value
-    assert metrics[metrics.metric == "test/acc"].value.tolist() == pytest.approx(acc_one.tolist(), abs=1e-3)
+    assert metrics[metrics.metric == "test/acc"].value.tolist() == pytest.approx(
+        acc_one.tolist(), abs=1e-3
+    )
     # ddp_spawn hands rank 0's weights back to this process
-    for (name, a), b in zip(one.module.state_dict().items(), two.module.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        one.module.state_dict().items(), two.module.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)

@@ -91,7 +91,9 @@ class ClassifierModule(L.LightningModule):
         # process, whose own trainer and module never trained: report where the run ended there.
         self.trainer.callback_metrics["run/global_step"] = torch.tensor(self.global_step)
         if self.diverged_at_step is not None:
-            self.trainer.callback_metrics["run/diverged_at_step"] = torch.tensor(self.diverged_at_step)
+            self.trainer.callback_metrics["run/diverged_at_step"] = torch.tensor(
+                self.diverged_at_step
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())
