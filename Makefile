@@ -5,7 +5,9 @@ PY     := $(VENV)/bin/python
 # Folder holding MNIST/raw/*.gz (and later cifar10.npz); may be read-only. Empty: download MNIST.
 DATA   ?=
 STAMP  := $(VENV)/.installed
-SWEEP  ?= runs/ioffe2015/fig1_mnist/reproduction_$(shell date +%Y-%m-%d_%H-%M-%S)
+ifndef SWEEP
+SWEEP  := runs/ioffe2015/fig1_mnist/multirun_$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
 DATA_ARG := $(if $(DATA),data.root=$(abspath $(DATA)),)
 
 .DEFAULT_GOAL := help

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from normlab.data import EpochShardSampler, SyntheticDataModule, TensorBatchLoader
+from normlab.errors import NormlabError
 
 
 def _epoch_samples(loader: TensorBatchLoader) -> list[list[int]]:
@@ -72,7 +73,7 @@ def test_datamodule_splits_the_global_batch_and_rejects_uneven_splits() -> None:
 
     odd = SyntheticDataModule(num_train=200, num_test=50, batch_size=61)
     odd.trainer = TwoRanks()
-    with pytest.raises(ValueError, match=r"batch_size=61 .* 2 processes"):
+    with pytest.raises(NormlabError, match=r"batch_size=61 .* 2 processes"):
         odd.setup()
 
 

@@ -90,3 +90,14 @@ def test_unknown_group_option_lists_valid_choices(group: str, bad: str) -> None:
     assert f"Could not find '{group}/{bad}'" in message
     expected = {"norm": ["batch", "none"], "model": ["mlp"], "data": ["mnist", "synthetic"]}[group]
     assert all(choice in message for choice in expected), message
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_submitit_launchers_compose(launcher: str) -> None:
+    from normlab.config import _compose_with_hydra
+
+    cfg = _compose_with_hydra(["experiment=ioffe2015/fig1_mnist", f"hydra/launcher={launcher}"])
+    target = cfg.hydra.launcher._target_
+    assert target.startswith("hydra_plugins.hydra_submitit_launcher")
+    assert ("Local" in target) == (launcher == "local")
+    assert cfg.hydra.launcher.timeout_min > 0

@@ -11,6 +11,7 @@ import torch
 from conftest import run_cli
 
 from normlab.config import compose_config
+from normlab.errors import NormlabError
 from normlab.train import run
 
 
@@ -23,15 +24,16 @@ def _losses(run_dir: Path) -> pd.Series:
     return m[m.metric == "train/loss"].set_index("step").value
 
 
-@pytest.mark.parametrize("norm", ["batch", "none"])
-def test_activation_probe_does_not_change_training(norm: str, tiny_overrides, tmp_path) -> None:
+@pytest.mark.parametrize("norm,bn_mode", [("batch", "train"), ("batch", "eval"), ("none", "train")])
+def test_activation_probe_does_not_change_training(norm, bn_mode, tiny_overrides, tmp_path) -> None:
     common = [
         *tiny_overrides,
         f"norm={norm}",
         "trainer.max_steps=30",
         "trainer.log_every_n_steps=1",
     ]
-    on = _run([*common, "probe.activations.every_n_steps=1"], tmp_path / "on")
+    probe_on = ["probe.activations.every_n_steps=1", f"probe.activations.bn_mode={bn_mode}"]
+    on = _run([*common, *probe_on], tmp_path / "on")
     off = _run([*common, "probe=none"], tmp_path / "off")
     assert on.status == off.status == "finished"
     assert "act/layer3/unit0/p50" in set(pd.read_csv(tmp_path / "on" / "metrics.csv").metric)
@@ -45,6 +47,31 @@ def test_activation_probe_does_not_change_training(norm: str, tiny_overrides, tm
         assert any("running_var" in k for k in state_on)
     for key in state_on:
         assert torch.equal(state_on[key], state_off[key]), key
+
+
+def test_probe_leaves_model_modes_buffers_and_rng_untouched() -> None:
+    from normlab.data import SyntheticDataModule
+    from normlab.models import MLP
+    from normlab.probes import ActivationProbe
+
+    model = MLP(norm={"name": "batch"})
+    model.train()
+    model(torch.rand(64, 784))  # running statistics away from their initial values
+    model.layers["layer2"].eval()  # a mixed mode must come back as it was
+    probe = ActivationProbe(layers=[1, 2, 3], unit={"layer": 3, "index": 5}, bn_mode="train")
+    probe._x, _ = SyntheticDataModule(num_test=100).probe_batch(100)
+    modes = {name: m.training for name, m in model.named_modules()}
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    params = {k: v.clone() for k, v in model.named_parameters()}
+    rng = torch.get_rng_state()
+    acts = probe.activations(model)
+    assert set(acts) == {1, 2, 3} and acts[3].shape == (100, 100)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all(torch.equal(v, buffers[k]) for k, v in model.named_buffers())
+    assert all(torch.equal(v, params[k]) for k, v in model.named_parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+    # train mode: layer 1's probed activations are normalised with the probe batch's statistics
+    torch.testing.assert_close(acts[1].mean(0), model.layers["layer1"].norm.bias, atol=1e-5, rtol=0)
 
 
 def test_finished_run_writes_summary_metrics_and_histograms(tiny_overrides, tmp_path) -> None:
@@ -73,8 +100,8 @@ def test_diverged_run_stops_cleanly(tiny_overrides, tmp_path) -> None:
     assert result.status == summary["status"] == "diverged"
     step = summary["diverged_at_step"]
     assert step is not None and 0 <= step < 40
-    # Training stopped right there: the step with the non-finite loss is the last one counted.
-    assert step < summary["step"] <= step + 1 < 40
+    # Training stopped right there, without applying the update of the non-finite loss.
+    assert summary["step"] == step
     losses = _losses(tmp_path)
     assert losses[losses.index < step].map(float).notna().all()
 
@@ -88,7 +115,7 @@ def test_failed_run_records_the_error_and_reraises(tiny_overrides, tmp_path) -> 
 
 
 def test_bad_probe_layer_fails_at_start_naming_the_valid_range(tiny_overrides, tmp_path) -> None:
-    with pytest.raises(SystemExit, match=r"layer 7 .* valid layers: 1\.\.3"):
+    with pytest.raises(NormlabError, match=r"layer 7 .* valid layers: 1\.\.3"):
         _run([*tiny_overrides, "probe.activations.layers=[1,7]"], tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
 
@@ -138,8 +165,13 @@ def test_mnist_reads_the_read_only_shared_copy_in_place() -> None:
 
     from normlab.data import MNISTDataModule
 
+    def snapshot(root: Path) -> dict:
+        return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+    before = snapshot(SHARED_DATA)
     dm = MNISTDataModule(root=str(SHARED_DATA), download_dir="/nonexistent", download=False)
     dm.setup()
+    assert snapshot(SHARED_DATA) == before  # read in place: nothing added, nothing touched
     assert dm.train_x.shape == (60000, 28, 28) and dm.test_x.shape == (10000, 28, 28)
     assert torch.bincount(dm.test_y).tolist() == [
         980,
@@ -154,3 +186,70 @@ def test_mnist_reads_the_read_only_shared_copy_in_place() -> None:
         1009,
     ]
     assert not (Path("/nonexistent")).exists()
+
+
+def test_single_run_of_a_sweeping_preset_warns_and_runs_its_base_point(tmp_path) -> None:
+    proc = run_cli(
+        [
+            "experiment=ioffe2015/fig1_mnist",
+            "debug=smoke",
+            "trainer.max_steps=5",
+            f"paths.runs_dir={tmp_path / 'runs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "defines a sweep (norm=none,batch seed=0,1,2)" in log and "Add -m" in log
+    (summary,) = (tmp_path / "runs" / "ioffe2015" / "fig1_mnist").glob("*/summary.json")
+    data = json.loads(summary.read_text())
+    assert data["status"] == "finished" and data["config"]["norm"]["name"] == "none"
+    assert data["seed"] == 0
+
+
+class _StopAt(__import__("lightning").Callback):
+    def __init__(self, step: int, error: type[BaseException]) -> None:
+        self.step, self.error = step, error
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise self.error()
+
+
+def test_ctrl_c_leaves_an_interrupted_run(tiny_overrides, tmp_path) -> None:
+    cfg = compose_config(tiny_overrides)
+    with pytest.raises(SystemExit):  # Lightning turns KeyboardInterrupt into SystemExit
+        run(cfg, tmp_path, callbacks=[_StopAt(12, KeyboardInterrupt)])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["step"] == 12
+
+
+def test_fast_dev_run_is_never_finished(tiny_overrides, tmp_path) -> None:
+    result = _run([*tiny_overrides, "+trainer.fast_dev_run=1"], tmp_path)
+    assert result.status == "interrupted"
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_a_run_directory_is_never_reused(tiny_overrides, tmp_path) -> None:
+    _run([*tiny_overrides, "trainer.max_steps=5"], tmp_path)
+    first = (tmp_path / "metrics.csv").read_text()
+    with pytest.raises(NormlabError, match=r"already holds a run"):
+        _run([*tiny_overrides, "trainer.max_steps=5"], tmp_path)
+    assert (tmp_path / "metrics.csv").read_text() == first
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
+
+
+def test_resume_after_an_interruption_continues_the_same_run(tiny_overrides, tmp_path) -> None:
+    common = [*tiny_overrides, "trainer.enable_checkpointing=true", "norm=batch"]
+    full = _run(common, tmp_path / "full")
+    with pytest.raises(SystemExit):  # killed at step 27; last.ckpt is from the check at step 20
+        run(compose_config(common), tmp_path / "part", callbacks=[_StopAt(27, KeyboardInterrupt)])
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 20
+    resumed = _run([*common, f"resume={ckpt}"], tmp_path / "part")
+    assert resumed.status == "finished"
+    # Mid-epoch (an epoch is 33 steps here): the same batches in the same order, so the same
+    # weights as the uninterrupted run.
+    for key, value in full.module.state_dict().items():
+        torch.testing.assert_close(resumed.module.state_dict()[key], value, msg=key)

@@ -172,10 +172,12 @@ class RunSummary:
         self._t0 = dt.datetime.now(dt.UTC)
 
     def write(self, **fields: Any) -> None:
+        """Update fields and rewrite the file (on rank 0 only: every DDP rank holds a summary)."""
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"unknown status {fields['status']!r}; valid: {STATUSES}")
         self.data.update(fields)
-        write_json_atomic(self.path, self.data)
+        if rank_zero_only.rank == 0:
+            write_json_atomic(self.path, self.data)
 
     def end(self, status: str, **fields: Any) -> None:
         elapsed = (dt.datetime.now(dt.UTC) - self._t0).total_seconds()

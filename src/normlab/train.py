@@ -19,6 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from normlab.errors import NormlabError
@@ -83,14 +84,14 @@ def build_probes(cfg: DictConfig) -> list[L.Callback]:
     return probes
 
 
-def _finish_wandb() -> None:
+def _finish_wandb(ok: bool) -> None:
     # WandbLogger never calls wandb.finish(): without it the next job of a multirun would log
-    # into this job's run.
+    # into this job's run. A failed or interrupted run shows as failed on the dashboard.
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=0 if ok else 1)
 
 
 def warn_if_sweep_ignored(cfg: DictConfig) -> None:
@@ -120,25 +121,32 @@ def run(
     """Train one job described by `cfg` into `run_dir`; always leaves a truthful summary.json.
 
     `overrides` are recorded in the summary; `job_name` names the W&B run (default: the overrides);
-    `callbacks` are added to the probes (e.g. a timer)."""
+    `callbacks` are added to the probes (e.g. a timer). Raises what training raised, after writing
+    `failed` (or `interrupted`); `NormlabError` marks bad input."""
     run_dir = Path(run_dir)
+    is_rank_zero = rank_zero_only.rank == 0  # under strategy=ddp every rank runs this function
+    if is_rank_zero and (run_dir / RunSummary.FILE).exists() and not cfg.get("resume"):
+        raise NormlabError(
+            f"{run_dir} already holds a run (summary.json); choose another directory "
+            "(hydra.run.dir / hydra.sweep.dir) or set resume=<checkpoint> to continue it"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     job_name = job_name or ",".join(overrides) or "default"
+    max_steps = int(cfg.trainer.max_steps)
     summary = RunSummary(
         run_dir,
         experiment=cfg.get("name"),
         overrides=list(overrides),
         seed=int(cfg.seed),
-        max_steps=int(cfg.trainer.max_steps),
+        max_steps=max_steps,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     summary.write(status="running")
     module = trainer = None
-    metrics_logger: MetricsCSVLogger | None = None
-    status, fields = "failed", {}
+    step, status, fields = 0, "failed", {}
     try:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
@@ -149,13 +157,10 @@ def run(
             num_classes=int(cfg.model.out_features),
             log_every_n_steps=int(cfg.trainer.log_every_n_steps),
         )
-        probes = build_probes(cfg)
-        loggers = build_loggers(cfg, run_dir, job_name)
-        metrics_logger = loggers[0]
         trainer = instantiate(
             cfg.trainer,
-            logger=loggers,
-            callbacks=[*probes, *callbacks],
+            logger=build_loggers(cfg, run_dir, job_name),
+            callbacks=[*build_probes(cfg), *_checkpointing(cfg, run_dir), *callbacks],
             default_root_dir=str(run_dir),
         )
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
@@ -164,34 +169,49 @@ def run(
         if diverged_at is not None:
             status, fields = "diverged", {"diverged_at_step": diverged_at}
             log.warning("run diverged: non-finite loss at step %d", diverged_at)
-        elif step == trainer.max_steps:
+        elif step == max_steps and not trainer.fast_dev_run:
             status = "finished"
         else:
-            status, fields = (
-                "interrupted",
-                {"error": f"stopped at step {step} of {trainer.max_steps}"},
-            )
+            status, fields = "interrupted", {"error": f"stopped at step {step} of {max_steps}"}
     except (KeyboardInterrupt, SystemExit) as err:
         # Lightning turns Ctrl-C / SIGTERM into SystemExit(1).
         status, fields = "interrupted", {"error": f"{type(err).__name__}: {err}"}
         raise
     except Exception as err:
         status, fields = "failed", {"error": f"{type(err).__name__}: {err}"}
-        if isinstance(err, NormlabError):
-            raise SystemExit(f"normlab: error: {err}") from err
         raise
     finally:
-        if metrics_logger is not None:
-            metrics_logger.save()
+        if trainer is not None:
+            for logger in trainer.loggers:
+                logger.save()
+            if status in ("failed", "interrupted"):
+                step = _where_training_ended(trainer)[0]
         summary.end(
             status,
-            step=_where_training_ended(trainer)[0] if trainer is not None else 0,
+            step=step,
             final_metrics=last_values(run_dir / MetricsCSVLogger.FILE),
             **fields,
         )
-        _finish_wandb()
-    log.info("run %s: %s at step %d -> %s", job_name, status, summary.data["step"], run_dir)
+        _finish_wandb(ok=status in ("finished", "diverged"))
+    log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def _checkpointing(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    """`<run_dir>/checkpoints/last.ckpt`, rewritten at each validation (when checkpointing is on)."""
+    if not cfg.trainer.get("enable_checkpointing", True):
+        return []
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # No monitor and top-1: the newest checkpoint replaces the previous one, under a fixed name.
+    return [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="last",
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+    ]
 
 
 def _where_training_ended(trainer: L.Trainer) -> tuple[int, int | None]:
@@ -202,19 +222,48 @@ def _where_training_ended(trainer: L.Trainer) -> tuple[int, int | None]:
     return step, None if diverged is None else int(diverged)
 
 
+def _reject_ddp_in_multirun(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    # `strategy=ddp` starts the other ranks by re-running this command line: under -m, rank 1
+    # would run the whole sweep again. ddp_spawn and launcher-made processes do not.
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    launcher = str(OmegaConf.select(hydra_cfg, "runtime.choices.hydra/launcher") or "basic")
+    if (
+        hydra_cfg.mode == RunMode.MULTIRUN
+        and strategy.startswith("ddp")
+        and "spawn" not in strategy
+    ) and launcher == "basic":
+        raise NormlabError(
+            f"trainer.strategy={strategy} with -m and the basic launcher re-runs the sweep in "
+            "every rank; use trainer.strategy=ddp_spawn or hydra/launcher=local|slurm"
+        )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    warn_if_sweep_ignored(cfg)
+def _hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    warn_if_sweep_ignored(cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     # Named like the job's directory: its overrides, less those that say where or how it runs.
     job_name = hydra_cfg.job.override_dirname or cfg.name
-    result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
+    try:
+        _reject_ddp_in_multirun(cfg, hydra_cfg)
+        result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
+    except NormlabError as err:
+        message = f"normlab: error: {err}"
+        if hydra_cfg.mode == RunMode.RUN:
+            raise SystemExit(message) from None  # bad input: one line, no traceback
+        log.error(message)  # a multirun goes on with its other jobs and exits 1 at the end
+        raise
     # The return value is what Hydra sweepers (e.g. Optuna) optimise.
     return result.summary["final_metrics"].get("test/acc")
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Console entry point (`normlab-train`, `python -m normlab.train`)."""
     if not CONF_DIR.is_dir():
         sys.exit(f"normlab: config folder {CONF_DIR} not found: install with `pip install -e .`")
+    _hydra_main()
+
+
+if __name__ == "__main__":
     main()

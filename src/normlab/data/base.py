@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from normlab.data.loader import Batch, TensorBatchLoader
+from normlab.errors import NormlabError
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -46,11 +47,16 @@ class InMemoryDataModule(L.LightningDataModule):
             return
         device, _, world_size = self._placement()
         if self.batch_size % world_size:
-            raise ValueError(
+            raise NormlabError(
                 f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
                 f"across {world_size} processes"
             )
         train_x, train_y, test_x, test_y = self.load()
+        if len(train_x) // world_size < self.batch_size // world_size:
+            raise NormlabError(
+                f"data.batch_size={self.batch_size} exceeds the {len(train_x)} training examples "
+                f"(over {world_size} process(es)): no full batch fits in an epoch"
+            )
         self.train_x, self.train_y = train_x.to(device), train_y.to(device)
         self.test_x, self.test_y = test_x.to(device), test_y.to(device)
 
@@ -69,7 +75,13 @@ class InMemoryDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader(self.train_x, self.train_y, self.batch_size, train=True)
+        loader = self._loader(self.train_x, self.train_y, self.batch_size, train=True)
+        if self.trainer is not None and self.trainer.global_step and len(loader):
+            # Resuming (the checkpoint is restored before the loaders are built): every epoch has
+            # len(loader) steps, so the step fixes the epoch (Lightning passes it to set_epoch)
+            # and the batch to continue from, and the run sees the order it would have seen.
+            loader.resume_at(self.trainer.global_step % len(loader))
+        return loader
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader(self.test_x, self.test_y, self.eval_batch_size, train=False)

@@ -95,6 +95,7 @@ class TensorBatchLoader:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.transform = transform
+        self._start = 0
         # Lightning duck-types loaders: it calls `sampler.set_epoch` and reads `batch_sampler`.
         self.batch_sampler = None
         self.sampler = EpochShardSampler(
@@ -110,9 +111,14 @@ class TensorBatchLoader:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def resume_at(self, batch: int) -> None:
+        """Start the next epoch's iteration at `batch` (a run resumed mid-epoch)."""
+        self._start = batch
+
     def __iter__(self) -> Iterator[Batch]:
         idx = self.sampler.indices(self.x.device)
-        for b in range(len(self)):
+        start, self._start = self._start, 0
+        for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.x[sel]
             yield (self.transform(x) if self.transform else x), self.y[sel]

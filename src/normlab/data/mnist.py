@@ -47,7 +47,10 @@ def read_idx(path: Path, md5: str | None = None) -> np.ndarray:
     """Read a gzipped IDX file (verifying its MD5 when given) into a uint8 array."""
     data = path.read_bytes()
     if md5 is not None and hashlib.md5(data).hexdigest() != md5:
-        raise NormlabError(f"{path} is corrupt: its MD5 is not the canonical {md5}")
+        raise NormlabError(
+            f"{path} is corrupt: its MD5 is not the canonical {md5}; replace it with a fresh copy "
+            "(or delete it to download again)"
+        )
     raw = gzip.decompress(data)
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
@@ -91,8 +94,10 @@ class MNISTDataModule(InMemoryDataModule):
         try:
             download_mnist(self.download_dir)
         except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
+            reason = (str(err).strip().splitlines() or [""])[-1].strip()[:200]
             raise DataNotFoundError(
-                f"{hint} and downloading it into {self.download_dir} failed ({type(err).__name__}); {fix}"
+                f"{hint} and downloading it into {self.download_dir} failed "
+                f"({type(err).__name__}: {reason}); {fix}"
             ) from err
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:

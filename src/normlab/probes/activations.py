@@ -53,8 +53,20 @@ class ActivationProbe(L.Callback):
     ) -> None:
         if bn_mode not in BN_MODES:
             raise NormlabError(f"probe.activations.bn_mode={bn_mode!r}; valid choices: {BN_MODES}")
-        if every_n_steps < 1:
-            raise NormlabError(f"probe.activations.every_n_steps must be >= 1, got {every_n_steps}")
+        for key, value in (
+            ("every_n_steps", every_n_steps),
+            ("batch_size", batch_size),
+            ("hist_bins", hist_bins),
+        ):
+            if value < 1:
+                raise NormlabError(f"probe.activations.{key} must be >= 1, got {value}")
+        bad = [p for p in percentiles if not 0 <= p <= 100]
+        if bad:
+            raise NormlabError(f"probe.activations.percentiles must lie in [0, 100], got {bad}")
+        if unit and set(unit) != {"layer", "index"}:
+            raise NormlabError(
+                f"probe.activations.unit must have the keys layer and index, got {sorted(unit)}"
+            )
         self.layers = list(layers)
         self.unit = dict(unit) if unit else None
         self.every_n_steps = every_n_steps
