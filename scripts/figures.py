@@ -4,8 +4,11 @@
     python scripts/figures.py --list
 
 FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it is inferred from
-the runs. Writes FIG_DIR/<id>.png and .pdf, FIG_DIR/<id>_claims.md and _claims.csv.
-Exit codes: 0 done, 1 the figure could not be drawn from these runs, 2 usage error.
+the runs. A first argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png
+and .pdf, the plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row
+per plotted point), and the claims report FIG_DIR/<id>_claims.md and _claims.csv.
+Exit codes: 0 done, 1 the figure or its claims could not be made from these runs (missing data,
+mixed settings), 2 usage error.
 """
 
 from __future__ import annotations
@@ -44,18 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     paths = list(args.paths)
-    figure_id = paths.pop(0) if paths and paths[0] in FIGURES else None
-    if paths and figure_id is None and not Path(paths[0]).exists() and len(paths) > 1:
-        parser.exit(2, f"figures.py: error: unknown figure id {paths[0]!r}; valid: {valid_ids()}\n")
+    figure_id = None
+    if paths and not Path(paths[0]).exists():
+        figure_id = paths.pop(0)
+        if figure_id not in FIGURES:
+            parser.exit(
+                2,
+                f"figures.py: error: unknown figure id {figure_id!r} (and no such path); "
+                f"valid figure ids: {valid_ids()}\n",
+            )
     if not paths:
         parser.error("give at least one sweep directory")
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
-        parser.exit(
-            2,
-            f"figures.py: error: no such directory: {', '.join(missing)} "
-            f"(or an unknown figure id; valid: {valid_ids()})\n",
-        )
+        parser.exit(2, f"figures.py: error: no such directory: {', '.join(missing)}\n")
 
     # The results logger reports left-out runs in one line.
     logging.basicConfig(level=logging.WARNING, format="figures.py: %(message)s")
@@ -69,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     table = join_metrics(summaries, metrics=spec.needed_metrics())
     print(f"{spec.id}: {summaries.shape[0]} runs from {', '.join(paths)}")
 
-    written, claims = write_claims(spec, table, args.out)
-    print(claims_markdown(claims))
+    written: list[Path] = []
     status = 0
+    try:
+        paths_written, claims = write_claims(spec, table, args.out)
+        written += paths_written
+        print(claims_markdown(claims))
+    except ValueError as err:
+        print(f"figures.py: error: cannot evaluate the claims of {spec.id}: {err}", file=sys.stderr)
+        status = 1
     try:
         written += write_plot(spec, table, args.out)
     except ValueError as err:

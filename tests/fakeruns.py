@@ -19,16 +19,21 @@ Curves = Mapping[str, Mapping[int, float]]
 
 
 def base_config(norm: str = "none", seed: int = 0, lr: float = 0.5, **extra: Any) -> dict:
-    """A resolved config shaped like the trainer's (nested groups, a list, top-level scalars)."""
+    """A resolved config shaped like the trainer's (nested groups, a list, top-level scalars), with
+    what real runs of one sweep differ in beside the seed and norm: a seed-valued key
+    (`data.seed: ${seed}`), per-run paths and W&B tags."""
     config = {
         "name": FIG1,
         "seed": seed,
         "flush_denormal": True,
-        "data": {"name": "mnist", "batch_size": 60},
+        "threads": 1,
+        "paths": {"runs_dir": "runs", "data_dir": "data"},
+        "data": {"name": "mnist", "batch_size": 60, "seed": seed, "root": "data/mnist"},
         "model": {"hidden": [100, 100, 100], "init_std": 0.1, "out_features": 10},
         "norm": {"name": norm} | ({"eps": 1e-5, "momentum": 0.1} if norm == "batch" else {}),
         "optim": {"name": "sgd", "lr": lr},
         "trainer": {"max_steps": 50000, "val_check_interval": 500},
+        "logger": {"wandb": {"tags": [FIG1, f"norm={norm}"], "mode": "offline"}},
     }
     config.update(extra)
     return config
@@ -120,15 +125,27 @@ def fig1_sweep(
     every: int = 500,
     bn_better: bool = True,
     curves: Callable[..., dict[str, dict[int, float]]] = fig1_curves,
+    config: Callable[[str, int], dict] | None = None,
+    step: int | None = None,
 ) -> Path:
-    """A multirun-shaped sweep directory: `root/norm=X,seed=Y/` for every norm and seed."""
+    """A multirun-shaped sweep directory: `root/norm=X,seed=Y/` for every norm and seed.
+
+    `config(norm, seed)` gives a run's config (default `base_config`, its `trainer.max_steps` set
+    to `max_steps`); `step` the last step the runs reached (default `max_steps`)."""
     for norm in norms:
         for seed in seeds:
+            if config is None:
+                run_config = base_config(norm, seed)
+                run_config["trainer"]["max_steps"] = max_steps
+            else:
+                run_config = config(norm, seed)
             write_run(
                 root / f"norm={norm},seed={seed}",
                 seed=seed,
                 norm=norm,
+                config=run_config,
                 max_steps=max_steps,
+                step=step,
                 curves=curves(norm, seed, max_steps=max_steps, every=every, bn_better=bn_better),
             )
     return root

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakeruns import fig1_curves, fig1_sweep
+from fakeruns import base_config, fig1_curves, fig1_sweep, write_run
 
 from normlab.claims import Claim, Measurement, claims_markdown, evaluate_claims
 from normlab.figures import FIGURES
@@ -87,14 +87,105 @@ def test_every_seed_must_pass_not_just_the_mean(tmp_path: Path) -> None:
     assert df.loc[STABLE, "verdict"] == "not reproduced"
 
 
-def test_a_window_with_no_evaluation_is_insufficient_data(tmp_path: Path) -> None:
-    """A 60-step sweep: Fig. 1(a)'s window (10K-50K) holds nothing, Fig. 1(b,c)'s is clipped."""
+def test_a_short_sweep_is_insufficient_data_for_both_claims(tmp_path: Path) -> None:
+    """A 60-step sweep: no claim is judged on it, even Fig. 1(b,c) whose window (0-50K) starts
+    where the runs did; the window is not clipped to what ran."""
     df = evaluate(fig1_sweep(tmp_path / "sweep", max_steps=60, every=20))
-    assert df.loc[HIGHER, "verdict"] == "insufficient data"
-    assert "0 evaluation(s) of test/acc in steps 10000-50000" in df.loc[HIGHER, "measured"]
-    assert "logged steps 0-60" in df.loc[HIGHER, "measured"]
-    assert df.loc[STABLE, "verdict"] == "reproduced"
-    assert "steps 0-60 (window 0-50000 clipped by what ran)" in df.loc[STABLE, "measured"]
+    for claim_id in (HIGHER, STABLE):
+        assert df.loc[claim_id, "verdict"] == "insufficient data"
+        assert np.isnan(df.loc[claim_id, "value"])
+        assert df.loc[claim_id, "measured"] == (
+            "missing: norm.name=none seeds 0/1/2, norm.name=batch seeds 0/1/2: "
+            "stopped at step 60, before the window's end at step 50000"
+        )
+
+
+def test_one_run_stopped_short_is_insufficient_data_and_named(tmp_path: Path) -> None:
+    """Seed 1 of the BN net was interrupted at step 49500, with every evaluation up to there: both
+    windows hold plenty of its evaluations, yet neither claim is judged."""
+    sweep = fig1_sweep(tmp_path / "sweep")
+    write_run(
+        sweep / "norm=batch,seed=1",
+        status="interrupted",
+        seed=1,
+        norm="batch",
+        step=49500,
+        curves=fig1_curves("batch", 1, max_steps=49500),
+    )
+    table = load_metrics(
+        [sweep], statuses=("finished", "interrupted"), metrics=SPEC.needed_metrics()
+    )
+    df = evaluate_claims(SPEC.claims, table).set_index("id")
+    for claim_id in (HIGHER, STABLE):
+        assert df.loc[claim_id, "verdict"] == "insufficient data"
+        assert df.loc[claim_id, "measured"] == (
+            "missing: norm.name=batch seed 1: stopped at step 49500, before the window's end at "
+            "step 50000"
+        )
+
+
+def test_a_window_with_too_few_evaluations_is_insufficient_data(tmp_path: Path) -> None:
+    """Full-length runs that logged their unit only at step 0: no drift to measure."""
+
+    def curves(norm, seed, **kw):
+        c = fig1_curves(norm, seed, **kw)
+        return {k: ({0: v[0]} if "unit" in k else v) for k, v in c.items()}
+
+    df = evaluate(fig1_sweep(tmp_path / "sweep", curves=curves))
+    assert df.loc[HIGHER, "verdict"] == "reproduced"
+    assert df.loc[STABLE, "verdict"] == "insufficient data"
+    assert (
+        "1 evaluation(s) of act/layer3/unit*/p* in steps 0-50000, need 2"
+        in (df.loc[STABLE, "measured"])
+    )
+
+
+def test_the_measured_window_is_the_claims(tmp_path: Path) -> None:
+    df = evaluate(fig1_sweep(tmp_path / "sweep"))
+    # Evaluations every 500 steps: 81 in 10000..50000, 101 in 0..50000.
+    assert df.loc[HIGHER, "measured"].endswith("; steps 10000-50000, 81 evaluations per run")
+    assert df.loc[STABLE, "measured"].endswith("; steps 0-50000, 101 evaluations per run")
+
+
+def test_claims_refuse_runs_of_mixed_settings(tmp_path: Path) -> None:
+    def config(norm: str, seed: int) -> dict:
+        c = base_config(norm, seed)
+        if (norm, seed) == ("none", 2):
+            c["model"]["init_std"] = 1.0
+            c["data"]["seed"] = 7  # no longer the run's seed: compared like any key
+        return c
+
+    table = load_metrics([fig1_sweep(tmp_path / "sweep", config=config)])
+    with pytest.raises(ValueError) as err:
+        evaluate_claims(SPEC.claims, table)
+    message = str(err.value)
+    assert message.startswith(
+        f"claim {HIGHER}: the runs mix settings, they differ in data.seed, model.init_std:"
+    )
+    assert "model.init_std = 0.1 (5 runs) / 1.0 (norm=none,seed=2)" in message
+    assert "data.seed = 0 (norm=batch,seed=0, norm=none,seed=0) / 1 (" in message
+    assert "/ 7 (norm=none,seed=2)" in message
+
+
+def test_claims_judge_runs_that_differ_only_in_seed_norm_and_bookkeeping(tmp_path: Path) -> None:
+    def config(norm: str, seed: int) -> dict:
+        c = base_config(norm, seed, threads=4 * seed + 1)
+        c["paths"]["runs_dir"] = f"/elsewhere/{norm}/{seed}"
+        c["logger"] = {"wandb": {"mode": "online", "group": norm}} if seed else {"none": True}
+        c["trainer"]["enable_checkpointing"] = seed != 1
+        return c
+
+    df = evaluate(fig1_sweep(tmp_path / "sweep", config=config))
+    assert df["verdict"].tolist() == ["reproduced", "reproduced"]
+
+
+def test_claims_ignore_runs_they_do_not_select(tmp_path: Path) -> None:
+    """A seed the claims do not use, at another setting, does not stop them (the figure, which
+    would draw it, refuses it)."""
+    sweep = fig1_sweep(tmp_path / "sweep")
+    fig1_sweep(sweep, seeds=(5,), config=lambda norm, seed: base_config(norm, seed, lr=0.1))
+    df = evaluate(sweep)
+    assert df["verdict"].tolist() == ["reproduced", "reproduced"]
 
 
 def test_two_runs_for_one_norm_and_seed_are_ambiguous(tmp_path: Path) -> None:

@@ -126,8 +126,17 @@ def test_figures_script_writes_figure_and_claims(e2e_sweep, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     png = out / f"{FIGURE}.png"
     assert png.stat().st_size > 10_000 and (out / f"{FIGURE}.pdf").exists()
-    claims = (out / f"{FIGURE}_claims.md").read_text()
-    assert "ioffe2015/fig1a_higher_sooner" in claims and "ioffe2015/fig1bc_stable_inputs" in claims
+    claims = pd.read_csv(out / f"{FIGURE}_claims.csv").set_index("id")
+    assert set(claims.index) == {"ioffe2015/fig1a_higher_sooner", "ioffe2015/fig1bc_stable_inputs"}
+    # 60-step runs cannot speak to claims whose windows end at step 50,000
+    assert (claims.verdict == "insufficient data").all()
+    assert claims.measured.str.contains("before the window's end at step 50000").all()
+    # the plotted numbers, as written next to the figure, are the runs' means over seeds
+    data = pd.read_csv(out / f"{FIGURE}_data.csv")
+    acc = data[(data.panel == "a") & (data.series == "With BN")].set_index("step")["mean"]
+    expected = _mean_over_seeds(sweep, "batch", "test/acc")
+    np.testing.assert_allclose(acc.values, expected.values, rtol=1e-6)
+    assert (data.n == 3).all()
     assert str(png) in proc.stdout
 
 

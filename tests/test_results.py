@@ -1,16 +1,25 @@
 """normlab.results: finding runs, leaving out unfinished ones (and saying so), flattening configs,
-and the long metrics table."""
+the long metrics table, telling one setting from several, and finding the newest sweep."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fakeruns import base_config, write_run
 
-from normlab.results import find_runs, load_metrics, load_summaries
+from normlab.results import (
+    check_one_setting,
+    config_columns,
+    config_differences,
+    find_runs,
+    load_metrics,
+    load_summaries,
+    newest_multirun,
+)
 
 
 @pytest.fixture
@@ -173,3 +182,137 @@ def test_nan_values_are_kept(tmp_path: Path) -> None:
     )
     df = load_metrics([tmp_path], statuses=("diverged",))
     assert len(df) == 2 and pd.isna(df.sort_values("step")["value"].iloc[1])
+
+
+def _sweep(root: Path, config=base_config, seeds=(0, 1, 2), norms=("none", "batch")) -> Path:
+    for norm in norms:
+        for seed in seeds:
+            write_run(
+                root / f"norm={norm},seed={seed}",
+                seed=seed,
+                norm=norm,
+                config=config(norm, seed),
+                curves={"test/acc": {0: 0.1, 10: 0.5}},
+            )
+    return root
+
+
+def test_config_columns_are_the_flattened_config(tmp_path: Path) -> None:
+    _sweep(tmp_path)
+    for table in (load_summaries([tmp_path]), load_metrics([tmp_path])):
+        columns = config_columns(table)
+        assert {"norm.name", "optim.lr", "model.hidden", "data.seed", "paths.runs_dir"} <= set(
+            columns
+        )
+        assert not {"run_dir", "seed", "status", "step", "last_step", "metric", "value"} & set(
+            columns
+        )
+        assert not [c for c in columns if c.startswith("final/")]
+
+
+def test_one_setting_apart_from_what_is_meant_to_vary(tmp_path: Path) -> None:
+    """A real sweep's runs differ in seed, data.seed (= seed), norm.* and W&B tags."""
+    table = load_metrics([_sweep(tmp_path)])
+    assert config_differences(table, vary=("seed", "norm.*")) == {}
+    check_one_setting(table, vary=("seed", "norm.*"))
+    # The norm is not free to vary unless said so; norm.eps/momentum exist for batch only.
+    differences = config_differences(table)
+    assert set(differences) == {"norm.name", "norm.eps", "norm.momentum"}
+    runs = sorted(load_summaries([tmp_path])["run_dir"])
+    assert differences["norm.name"] == {"'batch'": runs[:3], "'none'": runs[3:]}
+    assert differences["norm.eps"] == {"1e-05": runs[:3], "unset": runs[3:]}
+    with pytest.raises(ValueError, match="differ in norm.name, norm.eps, norm.momentum:"):
+        check_one_setting(table)
+
+
+def test_a_differing_key_is_named_with_its_values_and_runs(tmp_path: Path) -> None:
+    def config(norm, seed):
+        c = base_config(norm, seed, lr=0.1 if seed == 2 else 0.5)
+        c["model"]["hidden"] = [100, 100] if (norm, seed) == ("none", 0) else [100, 100, 100]
+        c["data"]["seed"] = 0  # the same for every run: not a difference
+        return c
+
+    table = load_summaries([_sweep(tmp_path, config=config)])
+    with pytest.raises(ValueError) as err:
+        check_one_setting(table, vary=("seed", "norm.*"), what="fig")
+    assert str(err.value) == (
+        "fig: the runs mix settings, they differ in model.hidden, optim.lr: "
+        "model.hidden = [100, 100, 100] (5 runs) / [100, 100] (norm=none,seed=0); "
+        "optim.lr = 0.5 (4 runs) / 0.1 (norm=batch,seed=2, norm=none,seed=2); "
+        "use one sweep (one setting) at a time"
+    )
+
+
+def test_bookkeeping_keys_are_not_compared(tmp_path: Path) -> None:
+    def config(norm, seed):
+        c = base_config(norm, seed, threads=seed + 1)
+        c["paths"] = {"runs_dir": f"/r/{seed}", "data_dir": f"/d/{seed}", "root_dir": "/"}
+        c["data"] |= {"root": f"/d/{seed}/mnist", "download_dir": f"/dl/{seed}"}
+        c["logger"] = {"wandb": {"mode": "offline", "group": str(seed)}} if seed else {}
+        c["trainer"] |= {"enable_progress_bar": seed == 0, "enable_checkpointing": seed == 1}
+        return c
+
+    table = load_summaries([_sweep(tmp_path, config=config, norms=("none",))])
+    assert config_differences(table) == {}
+    # ... unless asked to be.
+    assert set(config_differences(table, ignore=())) >= {
+        "threads",
+        "paths.runs_dir",
+        "paths.data_dir",
+        "data.root",
+        "data.download_dir",
+        "trainer.enable_progress_bar",
+        "trainer.enable_checkpointing",
+    }
+
+
+def test_a_key_that_follows_the_seed_varies_with_it(tmp_path: Path) -> None:
+    table = load_summaries([_sweep(tmp_path, norms=("none",))])
+    assert config_differences(table) == {}  # data.seed is 0/1/2 with the seed
+    # Once one run's data.seed is not its seed, the key is compared like any other.
+    config = base_config("none", 1)
+    config["data"]["seed"] = 0
+    write_run(tmp_path / "norm=none,seed=1", seed=1, config=config)
+    differences = config_differences(load_summaries([tmp_path]))
+    assert list(differences) == ["data.seed"]
+    assert sorted(differences["data.seed"]) == ["0", "2"]
+
+
+def _finished_sweep(
+    path: Path, mtime: float, status: str = "finished", marker: bool = True
+) -> Path:
+    write_run(path / "norm=none,seed=0", status=status)
+    if marker:
+        (path / "multirun.yaml").write_text("hydra: {}\n")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_newest_multirun_holds_finished_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs" / "ioffe2015" / "fig1_mnist"
+    old = _finished_sweep(root / "reproduction", 1_000)  # multirun.yaml, any name
+    named = _finished_sweep(root / "multirun_2026-01-02_00-00-00", 2_000, marker=False)
+    assert newest_multirun(root) == named
+    newer = _finished_sweep(root / "multirun_2026-01-03_00-00-00", 3_000)
+    assert newest_multirun(str(root)) == newer
+    # Newer, but nothing finished in it: a failed sweep, one still running.
+    _finished_sweep(root / "multirun_2026-01-04_00-00-00", 4_000, status="failed")
+    _finished_sweep(root / "multirun_2026-01-05_00-00-00", 5_000, status="running")
+    # Newer, finished, but a single run, not a sweep.
+    single = write_run(root / "2026-01-06_00-00-00")
+    os.utime(single, (6_000, 6_000))
+    assert newest_multirun(root) == newer
+    # A job finishing in a sweep makes it the newest.
+    os.utime(old, (7_000, 7_000))
+    assert newest_multirun(root) == old
+
+
+def test_no_finished_multirun_is_an_error_that_says_why(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no multirun directory"):
+        newest_multirun(tmp_path / "absent")
+    write_run(tmp_path / "2026-01-06_00-00-00")
+    with pytest.raises(FileNotFoundError, match="no multirun directory"):
+        newest_multirun(tmp_path)
+    _finished_sweep(tmp_path / "multirun_x", 1_000, status="diverged")
+    with pytest.raises(FileNotFoundError, match="1 multirun directory, none with a finished run"):
+        newest_multirun(tmp_path)

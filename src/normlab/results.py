@@ -7,6 +7,9 @@ The format read here is documented in docs/run-directory.md. Two tables come out
 
 Runs whose status is not wanted (by default anything but `finished`) are left out, and the loader
 says so: a warning on the `normlab.results` logger and the counts in `df.attrs["left_out"]`.
+
+`check_one_setting` refuses a table whose runs differ in anything but the keys they are meant to
+vary (seed, norm, ...), and `newest_multirun` finds the latest sweep of an experiment.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ log = logging.getLogger("normlab.results")
 
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
+MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the top of every multirun (sweep) directory
+MULTIRUN_PREFIX = "multirun_"  # runs/<name>/multirun_<date>_<time>/
 
 # Status given to a run whose summary.json cannot be parsed (it is not one the trainer writes).
 UNREADABLE = "unreadable"
@@ -40,6 +45,21 @@ SUMMARY_FIELDS = (
     "error",
     "wall_time_s",
 )
+
+# Config keys (shell-style globs) that say where a run wrote and how it reported, not what it
+# computed: runs that differ only in these are the same setting.
+BOOKKEEPING_KEYS = (
+    "paths.*",
+    "data.root",
+    "data.download_dir",
+    "logger.*",
+    "trainer.enable_progress_bar",
+    "trainer.enable_checkpointing",
+    "threads",
+)
+
+# Columns of a load_summaries / load_metrics table that do not come from the run's config.
+_NOT_CONFIG = {"run_dir", *SUMMARY_FIELDS, "last_step", "metric", "value"}
 
 PathLike = str | Path
 
@@ -191,3 +211,125 @@ def join_metrics(summaries: pd.DataFrame, metrics: Sequence[str] | None = None) 
     table = long.merge(summaries.rename(columns={"step": "last_step"}), on="run_dir", how="left")
     table.attrs["left_out"] = dict(summaries.attrs.get("left_out", {}))
     return table
+
+
+# --- one setting ----------------------------------------------------------------------------------
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of a `load_summaries` or `load_metrics` table that hold the runs' flattened
+    config (`norm.name`, `optim.lr`, ...): all but the summary fields, `run_dir`, `last_step`,
+    the logged values (`step`, `metric`, `value`) and the `final/<metric>` columns. `seed` is a
+    summary field (it equals the config's)."""
+    return [c for c in table.columns if c not in _NOT_CONFIG and not c.startswith("final/")]
+
+
+def _value_text(value: Any) -> str:
+    """A config value as it is compared and shown: repr, with a missing key/null as "unset"."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        value = value.item()  # numpy scalar -> Python
+    if value is None or (isinstance(value, float) and value != value):
+        return "unset"
+    return repr(value)
+
+
+def _matches(key: str, patterns: Iterable[str]) -> bool:
+    """`key` matches a shell-style glob of `patterns`; "group.*" matches "group" itself too (an
+    empty group, `logger: {}`, flattens to that key)."""
+    return any(
+        fnmatch.fnmatchcase(key, pat) or (pat.endswith(".*") and key == pat[:-2])
+        for pat in patterns
+    )
+
+
+def config_differences(
+    table: pd.DataFrame,
+    vary: Sequence[str] = ("seed",),
+    ignore: Sequence[str] = BOOKKEEPING_KEYS,
+) -> dict[str, dict[str, list[str]]]:
+    """The config keys whose value is not the same in every run of `table` (a `load_summaries` or
+    `load_metrics` table): {key: {value (repr, or "unset"): [run_dir, ...]}}.
+
+    Keys matching a glob of `vary` (what the runs are meant to differ in: `seed`, `norm.*`) or of
+    `ignore` (where they wrote and how they logged) are not compared, nor a key whose value equals
+    its run's seed in every run (`data.seed: ${seed}`): it varies with the seed."""
+    runs = table.drop_duplicates("run_dir").set_index("run_dir")
+    seeds = runs["seed"] if "seed" in runs.columns else None
+    differences: dict[str, dict[str, list[str]]] = {}
+    for key in config_columns(table):
+        if _matches(key, vary) or _matches(key, ignore):
+            continue
+        values = runs[key]
+        if seeds is not None and all(
+            _value_text(v) != "unset" and v == s for v, s in zip(values, seeds, strict=True)
+        ):
+            continue
+        by_value: dict[str, list[str]] = {}
+        for run_dir, value in values.items():
+            by_value.setdefault(_value_text(value), []).append(str(run_dir))
+        if len(by_value) > 1:
+            differences[key] = by_value
+    return differences
+
+
+def _runs_short(run_dirs: Sequence[str]) -> str:
+    """A few run directories by their last part (`norm=none,seed=1`), or just how many."""
+    if len(run_dirs) > 3:
+        return f"{len(run_dirs)} runs"
+    return ", ".join(Path(r).name for r in run_dirs)
+
+
+def check_one_setting(
+    table: pd.DataFrame,
+    vary: Sequence[str] = ("seed",),
+    ignore: Sequence[str] = BOOKKEEPING_KEYS,
+    what: str = "runs",
+) -> None:
+    """ValueError unless the runs of `table` are one setting: the same config apart from `vary`,
+    `ignore` and seed-valued keys (see `config_differences`). The message names every differing
+    key and its values, each with the runs that hold it."""
+    differences = config_differences(table, vary=vary, ignore=ignore)
+    if not differences:
+        return
+    parts = [
+        f"{key} = " + " / ".join(f"{v} ({_runs_short(r)})" for v, r in by_value.items())
+        for key, by_value in differences.items()
+    ]
+    raise ValueError(
+        f"{what}: the runs mix settings, they differ in {', '.join(differences)}: "
+        f"{'; '.join(parts)}; use one sweep (one setting) at a time"
+    )
+
+
+# --- finding a sweep ------------------------------------------------------------------------------
+
+
+def _is_multirun(path: Path) -> bool:
+    return path.is_dir() and (
+        (path / MULTIRUN_FILE).is_file() or path.name.startswith(MULTIRUN_PREFIX)
+    )
+
+
+def _has_finished_run(sweep: Path) -> bool:
+    return any(_read_summary(run)["status"] == "finished" for run in find_runs([sweep]))
+
+
+def newest_multirun(root: PathLike) -> Path:
+    """The newest multirun directory directly under `root` (`runs/ioffe2015/fig1_mnist`) that
+    holds at least one finished run. A multirun directory holds Hydra's `multirun.yaml` or is
+    named `multirun_<date>_<time>`; newest is by the directory's modification time (a new job
+    directory updates it), then by name. Single runs (`<date>_<time>/`) are not sweeps.
+
+    FileNotFoundError, saying what was found, when there is none."""
+    root = Path(root)
+    sweeps = sorted(p for p in root.iterdir() if _is_multirun(p)) if root.is_dir() else []
+    finished = [p for p in sweeps if _has_finished_run(p)]
+    if not finished:
+        found = (
+            f"{len(sweeps)} multirun director{'y' if len(sweeps) == 1 else 'ies'}, none with a "
+            "finished run"
+            if sweeps
+            else "no multirun directory"
+        )
+        raise FileNotFoundError(f"no finished sweep under {root} ({found})")
+    return max(finished, key=lambda p: (p.stat().st_mtime, p.name))

@@ -1,4 +1,5 @@
-"""Paper figures: a `load_metrics` table in, a matplotlib figure and a claims report out.
+"""Paper figures: a `load_metrics` table in; the plotted data, a matplotlib figure and a claims
+report out.
 
 `FIGURES` maps a figure id, which is the name of the experiment preset whose runs it draws
 (`ioffe2015/fig1_mnist`), to its `FigureSpec`. Figures never train and never read run directories
@@ -18,14 +19,24 @@ from matplotlib.figure import Figure
 from normlab.claims import Claim, claims_markdown, evaluate_claims
 from normlab.results import PathLike, load_metrics
 
+# The columns of a figure's plotted data (`FigureSpec.data`): one row per plotted point.
+DATA_COLUMNS = ["panel", "series", "step", "mean", "min", "max", "n"]
+
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One paper figure: the metrics (names or globs) it reads, how to draw it, and its claims."""
+    """One paper figure: the metrics (names or globs) it reads, its plotted data, how to draw it,
+    and its claims.
+
+    `data(table)` gives the numbers the figure plots, a tidy frame with `DATA_COLUMNS`: for each
+    `panel` and `series` (a line), per `step`, the `mean`, `min` and `max` over the `n` runs that
+    logged that step. `draw(table)` plots exactly those numbers (it calls `data`). Both raise
+    ValueError naming what is missing, or the settings mixed, when the table cannot make them."""
 
     id: str
     title: str
     metrics: tuple[str, ...]
+    data: Callable[[pd.DataFrame], pd.DataFrame]
     draw: Callable[[pd.DataFrame], Figure]
     claims: list[Claim] = field(default_factory=list)
 
@@ -87,17 +98,22 @@ def write_plot(
     out_dir: PathLike,
     formats: Sequence[str] = ("png", "pdf"),
 ) -> list[Path]:
-    """Draw `spec` from `table` to `<out_dir>/<id>.<format>` for each format; the paths written.
+    """Draw `spec` from `table` to `<out_dir>/<id>.<format>` for each format, and write the
+    plotted data (`spec.data`) to `<out_dir>/<id>_data.csv`; the paths written.
 
-    The figure's `draw` raises ValueError naming what is missing when the table cannot make it."""
+    Raises the figure's ValueError, writing nothing, when the table cannot make it."""
     base = Path(out_dir) / spec.id
-    base.parent.mkdir(parents=True, exist_ok=True)
+    data = spec.data(table)
     fig = spec.draw(table)
+    base.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         path = base.with_name(f"{base.name}.{fmt}")
         fig.savefig(path, dpi=150)
         written.append(path)
+    csv = base.with_name(f"{base.name}_data.csv")
+    data.to_csv(csv, index=False)
+    written.append(csv)
     return written
 
 
@@ -107,6 +123,7 @@ from normlab.figures import ioffe2015_fig1  # noqa: E402
 FIGURES: dict[str, FigureSpec] = {spec.id: spec for spec in (ioffe2015_fig1.FIGURE,)}
 
 __all__ = [
+    "DATA_COLUMNS",
     "FIGURES",
     "FigureSpec",
     "infer_figure_id",

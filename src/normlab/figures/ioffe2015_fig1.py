@@ -3,6 +3,11 @@
 (a) test accuracy against training step; (b) without BN and (c) with BN: the 15th, 50th and 85th
 percentiles of one sigmoid input of the last hidden layer over training. Each line is the mean over
 seeds of the logged values (no smoothing), the band spans min..max over seeds.
+
+`plot_data` gives those numbers (panel "a": series "Without BN" / "With BN"; panels "b" (without
+BN) and "c" (with BN): series "15%" / "50%" / "85%"), and `draw` plots them. Both refuse runs that
+are not one setting: the same config apart from the seed, `norm.*` and bookkeeping keys, one run
+per norm and seed, and the same seeds for both norms.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from normlab.claims import Claim, InsufficientData, Measurement, select_runs, window_note
-from normlab.figures import FigureSpec, new_figure
+from normlab.figures import DATA_COLUMNS, FigureSpec, new_figure
+from normlab.results import check_one_setting
 
 FIGURE_ID = "ioffe2015/fig1_mnist"
 NORM_COLUMN = "norm.name"
 NORMS = {"none": "Without BN", "batch": "With BN"}
 NORM_COLORS = {"none": "tab:blue", "batch": "tab:red"}
+NORM_PANELS = {"none": "b", "batch": "c"}  # the percentile panel of each norm
+VARY = ("seed", "norm.*")  # what the runs of the figure may differ in (bookkeeping keys aside)
 ACC = "test/acc"
 LAST_HIDDEN = 3  # the MLP's hidden layers are weight layers 1..3
 UNIT_GLOB = f"act/layer{LAST_HIDDEN}/unit*/p*"
@@ -30,9 +38,16 @@ PERCENTILE_COLORS = {"p15": "tab:green", "p50": "tab:purple", "p85": "tab:orange
 TARGET_ACC = 0.97  # "sooner": the first evaluation at or above this test accuracy
 
 
-def _check_runs(table: pd.DataFrame) -> None:
-    """Both norms present, and at most one run per (norm, seed): a figure of mixed settings (two
-    sweeps, several learning rates) would average what should not be averaged."""
+def _seeds_text(seeds) -> str:
+    return "/".join(str(int(s)) for s in sorted(seeds)) or "none"
+
+
+def check_runs(table: pd.DataFrame) -> dict[str, int]:
+    """The number of runs of each norm, once the runs are known to make one figure: both norms
+    present, one setting (`normlab.results.check_one_setting`, varying only the seed and
+    `norm.*`), at most one run per (norm, seed), and the same seeds for both norms. A figure of
+    mixed settings (two sweeps, several learning rates) would average what should not be
+    averaged; ValueError naming what is wrong otherwise."""
     found = sorted(map(str, table[NORM_COLUMN].dropna().unique())) if NORM_COLUMN in table else []
     missing = [n for n in NORMS if n not in found]
     if missing:
@@ -41,14 +56,23 @@ def _check_runs(table: pd.DataFrame) -> None:
             f"(found: {', '.join(found) or 'no runs'}); the figure needs both "
             f"{' and '.join(NORMS)}"
         )
-    runs = table[table[NORM_COLUMN].isin(list(NORMS))].groupby([NORM_COLUMN, "seed"])["run_dir"]
-    counts = runs.nunique()
+    drawn = table[table[NORM_COLUMN].isin(list(NORMS))]
+    check_one_setting(drawn, vary=VARY, what=FIGURE_ID)
+    counts = drawn.groupby([NORM_COLUMN, "seed"])["run_dir"].nunique()
     if (counts > 1).any():
         dupes = ", ".join(f"{n} seed {s}: {c} runs" for (n, s), c in counts[counts > 1].items())
         raise ValueError(
             f"{FIGURE_ID}: several runs for one norm and seed ({dupes}); "
             "draw one sweep (one setting) at a time"
         )
+    seeds = {norm: set(drawn.loc[drawn[NORM_COLUMN] == norm, "seed"]) for norm in NORMS}
+    if len({frozenset(s) for s in seeds.values()}) > 1:
+        per_norm = ", ".join(f"{norm} seeds {_seeds_text(s)}" for norm, s in seeds.items())
+        raise ValueError(
+            f"{FIGURE_ID}: the norms were run with different seeds ({per_norm}); "
+            "both need the same seeds"
+        )
+    return {norm: drawn.loc[drawn[NORM_COLUMN] == norm, "run_dir"].nunique() for norm in NORMS}
 
 
 def unit_metrics(table: pd.DataFrame) -> dict[str, str]:
@@ -70,19 +94,54 @@ def unit_metrics(table: pd.DataFrame) -> dict[str, str]:
 
 
 def seed_band(table: pd.DataFrame, norm: str, metric: str) -> pd.DataFrame:
-    """Per step, over the runs of `norm`: `mean`, `min` and `max` of `metric` (NaN-skipping, so a
-    step logged by only some runs averages those). Index: step."""
+    """Per step, over the runs of `norm`: `mean`, `min` and `max` of `metric` and `n`, the number
+    of runs that logged it at that step (NaN-skipping, so a step logged by only some runs averages
+    those). Index: step. ValueError when a run of `norm` never logged `metric`."""
+    runs = table.loc[table[NORM_COLUMN] == norm, "run_dir"].unique()
     rows = table[(table[NORM_COLUMN] == norm) & (table["metric"] == metric)]
-    if rows.empty:
-        raise ValueError(f"{FIGURE_ID}: no {metric} in the runs with {NORM_COLUMN}={norm}")
+    absent = sorted(set(runs) - set(rows["run_dir"]))
+    if rows.empty or absent:
+        raise ValueError(
+            f"{FIGURE_ID}: no {metric} in the run(s) with {NORM_COLUMN}={norm}"
+            + (f": {', '.join(absent)}" if absent else "")
+        )
     wide = rows.pivot(index="step", columns="run_dir", values="value").sort_index()
     return pd.DataFrame(
-        {"mean": wide.mean(axis=1), "min": wide.min(axis=1), "max": wide.max(axis=1)}
+        {
+            "mean": wide.mean(axis=1),
+            "min": wide.min(axis=1),
+            "max": wide.max(axis=1),
+            "n": wide.notna().sum(axis=1),
+        }
     )
 
 
+def plot_data(table: pd.DataFrame) -> pd.DataFrame:
+    """The numbers Fig. 1 plots, from a `load_metrics` table holding `test/acc` and
+    `act/layer3/unit{j}/p15|p50|p85` of runs with norm.name none and batch: one row per point,
+    columns `panel, series, step, mean, min, max, n` (`normlab.figures.DATA_COLUMNS`), series in
+    the order they are drawn. ValueError naming what is missing or mixed otherwise."""
+    check_runs(table)
+    units = unit_metrics(table)
+    series = [("a", label, norm, ACC) for norm, label in NORMS.items()]
+    series += [
+        (NORM_PANELS[norm], p_label, norm, units[p])
+        for norm in NORMS
+        for p, p_label in PERCENTILES.items()
+    ]
+    frames = [
+        seed_band(table, norm, metric)
+        .rename_axis("step")
+        .reset_index()
+        .assign(panel=panel, series=label)
+        for panel, label, norm, metric in series
+    ]
+    data = pd.concat(frames, ignore_index=True)[DATA_COLUMNS]
+    return data.astype({"step": "int64", "n": "int64"})
+
+
 def _plot_band(ax: Axes, band: pd.DataFrame, label: str, color: str) -> None:
-    steps = band.index.to_numpy()
+    steps = band["step"].to_numpy()
     ax.plot(steps, band["mean"].to_numpy(), color=color, label=label, lw=1.2)
     ax.fill_between(
         steps, band["min"].to_numpy(), band["max"].to_numpy(), color=color, alpha=0.2, lw=0
@@ -90,41 +149,48 @@ def _plot_band(ax: Axes, band: pd.DataFrame, label: str, color: str) -> None:
 
 
 def draw(table: pd.DataFrame) -> Figure:
-    """Fig. 1 from a `load_metrics` table holding `test/acc` and `act/layer3/unit{j}/p15|p50|p85`
-    of runs with norm.name none and batch. ValueError naming what is missing otherwise.
+    """Fig. 1 from a `load_metrics` table: `plot_data(table)`, plotted. ValueError naming what is
+    missing or mixed otherwise.
 
-    Lines (in order): (a) Without BN, With BN; (b) and (c) 15%, 50%, 85%."""
-    _check_runs(table)
+    Lines (in order): (a) "Without BN (n=N)", "With BN (n=N)", N the number of runs (seeds)
+    averaged; (b) and (c) "15%", "50%", "85%"."""
+    data = plot_data(table)
+    runs = check_runs(table)
     units = unit_metrics(table)
+
+    def band(panel: str, series: str) -> pd.DataFrame:
+        return data[(data["panel"] == panel) & (data["series"] == series)]
+
     fig = new_figure(figsize=(13, 3.8), layout="constrained")
     ax_a = fig.add_subplot(1, 3, 1)
     ax_b = fig.add_subplot(1, 3, 2)
     ax_c = fig.add_subplot(1, 3, 3, sharey=ax_b)
 
-    bands = {norm: seed_band(table, norm, ACC) for norm in NORMS}
     for norm, label in NORMS.items():
-        _plot_band(ax_a, bands[norm], label, NORM_COLORS[norm])
+        _plot_band(ax_a, band("a", label), f"{label} (n={runs[norm]})", NORM_COLORS[norm])
     ax_a.set(title="(a)", xlabel="training step", ylabel="test accuracy")
     # As in the paper (0.7..1), zoom on the part of training after the first steps, unless the
     # nets end up lower than that; the early rise is left below the axis.
-    late = pd.concat([b.loc[b.index >= 0.2 * b.index.max(), "min"] for b in bands.values()])
+    acc = [band("a", label) for label in NORMS.values()]
+    late = pd.concat([b.loc[b["step"] >= 0.2 * b["step"].max(), "min"] for b in acc])
     bottom = min(0.7, float(late.min()) - 0.02)
     ax_a.set_ylim(bottom, 1.0 + 0.02 * (1.0 - bottom))
     ax_a.legend(loc="lower right")
 
     for ax, (norm, label) in zip((ax_b, ax_c), NORMS.items(), strict=True):
+        panel = NORM_PANELS[norm]
         for p, p_label in PERCENTILES.items():
-            _plot_band(ax, seed_band(table, norm, units[p]), p_label, PERCENTILE_COLORS[p])
-        ax.set(title=f"({'b' if norm == 'none' else 'c'}) {label}", xlabel="training step")
+            _plot_band(ax, band(panel, p_label), p_label, PERCENTILE_COLORS[p])
+        ax.set(title=f"({panel}) {label}", xlabel="training step")
         ax.legend(loc="best")
     unit = units["p50"].split("/")[2].removeprefix("unit")
     ax_b.set_ylabel(f"sigmoid input (layer {LAST_HIDDEN}, unit {unit})")
     ax_c.tick_params(labelleft=False)
 
-    seeds = sorted(table["seed"].dropna().unique())
+    seeds = table.loc[table[NORM_COLUMN].isin(list(NORMS)), "seed"].dropna().unique()
     fig.suptitle(
-        "Ioffe & Szegedy 2015, Fig. 1 (MNIST): mean over seeds "
-        f"{'/'.join(str(int(s)) for s in seeds)}, band min..max",
+        f"Ioffe & Szegedy 2015, Fig. 1 (MNIST): mean over seeds {_seeds_text(seeds)}, "
+        "band min..max",
         fontsize=10,
     )
     return fig
@@ -152,7 +218,7 @@ def _first_steps_text(steps: list[int | None]) -> str:
 def measure_higher_sooner(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Per seed, the mean over the window's evaluations of acc(BN) - acc(none), same seed paired;
     value: the mean over seeds; passed iff the difference exceeds the threshold in every seed."""
-    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS))
+    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS), vary=VARY)
     diffs = [
         sel[("batch", s)]["value"].mean() - sel[("none", s)]["value"].mean() for s in claim.seeds
     ]
@@ -191,7 +257,7 @@ def measure_stable_inputs(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Per seed, drift(none) / drift(BN); value: the mean ratio; passed iff the ratio reaches the
     threshold in every seed."""
     # Two evaluations at least: one point has no drift to compare.
-    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS), min_evals=2)
+    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS), min_evals=2, vary=VARY)
     drift = {norm: [_drift(sel[(norm, s)]) for s in claim.seeds] for norm in NORMS}
     ratios = []
     for d_none, d_bn in zip(drift["none"], drift["batch"], strict=True):
@@ -252,6 +318,7 @@ FIGURE = FigureSpec(
     id=FIGURE_ID,
     title="Ioffe & Szegedy 2015, Fig. 1 (MNIST, with and without BN)",
     metrics=(ACC, UNIT_GLOB),
+    data=plot_data,
     draw=draw,
     claims=CLAIMS,
 )
