@@ -80,6 +80,15 @@ class ActivationProbe(L.Callback):
         self._last_step: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.bn_mode == "train" and any(
+            isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()
+        ):
+            # SyncBatchNorm in train mode all-reduces its statistics, but the probe runs on rank 0
+            # alone: the other ranks would never join and training would hang.
+            raise NormlabError(
+                "probe.activations.bn_mode=train cannot run with trainer.sync_batchnorm=true; "
+                "use bn_mode=eval"
+            )
         hidden = pl_module.model.hidden_layers
         valid = f"{min(hidden)}..{max(hidden)}" if hidden else "none"
         wanted = set(self.layers) | ({self.unit["layer"]} if self.unit else set())
