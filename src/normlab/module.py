@@ -1,7 +1,14 @@
-"""The LightningModule: loss, metrics and optimizer of a classifier. It knows no probe."""
+"""The LightningModules: loss, metrics and optimizer of a task. They know no probe.
+
+`SupervisedModule` holds what every task shares (the optimization step, divergence handling,
+throttled logging with explicit steps); `ClassifierModule` (cross-entropy, accuracy: the MLP and
+VGG experiments) and `RegressionModule` (squared error: the deep linear network) add their loss
+and metrics. `conf/module/` picks one.
+"""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 
 import lightning as L
@@ -10,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+from normlab.errors import NormlabError
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -24,20 +33,16 @@ def log_to_loggers(trainer: L.Trainer, metrics: Mapping[str, float | Tensor], st
         logger.log_metrics(dict(metrics), step=step)
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of `model` with the optimizer built by `optimizer(params)`.
+class SupervisedModule(L.LightningModule):
+    """Trains `model` on (x, y) batches with the optimizer built by `optimizer(params)`.
 
-    Logs `train/loss`, `train/acc` every `log_every_n_steps` steps (values of the batch *before*
-    that step's update, at step = updates done so far) and `test/loss`, `test/acc` after each
-    validation pass over the test set. A non-finite training loss skips the update, records
-    `diverged_at_step` and stops training (the run ends `diverged`)."""
+    Logs `train/loss` (and the task's other training metrics) every `log_every_n_steps` steps:
+    values of the batch *before* that step's update, at step = updates done so far. A non-finite
+    training loss skips the update, records `diverged_at_step` and stops training (the run ends
+    `diverged`)."""
 
     def __init__(
-        self,
-        model: nn.Module,
-        optimizer: OptimizerFactory,
-        num_classes: int = 10,
-        log_every_n_steps: int = 50,
+        self, model: nn.Module, optimizer: OptimizerFactory, log_every_n_steps: int = 50
     ) -> None:
         super().__init__()
         # Manual optimization: one backward and one optimizer step, written out, without the
@@ -47,25 +52,33 @@ class ClassifierModule(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.log_every_n_steps = log_every_n_steps
-        self.test_loss = MeanMetric()
-        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.diverged_at_step: int | None = None
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """The training objective of a batch."""
+
+    def train_metrics(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Metrics of the training batch logged with `train/loss` (none by default)."""
+        return {}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        outputs = self.model(x)
+        loss = self.loss(outputs, y)
         step = self.global_step
         if not self._all_finite(loss):
             self.diverged_at_step = step
             self.trainer.should_stop = True
             return None  # no backward, no update
         if step % self.log_every_n_steps == 0:
-            acc = (logits.argmax(dim=1) == y).float().mean()
-            log_to_loggers(self.trainer, {"train/loss": loss.item(), "train/acc": acc.item()}, step)
+            metrics = {"train/loss": loss} | {
+                f"train/{k}": v for k, v in self.train_metrics(outputs, y).items()
+            }
+            log_to_loggers(self.trainer, {k: v.item() for k, v in metrics.items()}, step)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -77,6 +90,40 @@ class ClassifierModule(L.LightningModule):
         if self.trainer.world_size > 1:  # every rank must stop together, or DDP hangs
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         return finite
+
+    def on_train_end(self) -> None:
+        # `callback_metrics` is what Lightning sends back from `ddp_spawn` workers to the launching
+        # process, whose own trainer and module never trained: report where the run ended there.
+        self.trainer.callback_metrics["run/global_step"] = torch.tensor(self.global_step)
+        if self.diverged_at_step is not None:
+            self.trainer.callback_metrics["run/diverged_at_step"] = torch.tensor(
+                self.diverged_at_step
+            )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.model.parameters())
+
+
+class ClassifierModule(SupervisedModule):
+    """Cross-entropy; `train/acc`, and `test/loss`, `test/acc` after each validation pass over the
+    test set."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int = 10,
+        log_every_n_steps: int = 50,
+    ) -> None:
+        super().__init__(model, optimizer, log_every_n_steps)
+        self.test_loss = MeanMetric()
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y)
+
+    def train_metrics(self, outputs: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"acc": (outputs.argmax(dim=1) == y).float().mean()}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -94,14 +141,39 @@ class ClassifierModule(L.LightningModule):
                 self.trainer, {k: v.item() for k, v in metrics.items()}, self.global_step
             )
 
-    def on_train_end(self) -> None:
-        # `callback_metrics` is what Lightning sends back from `ddp_spawn` workers to the launching
-        # process, whose own trainer and module never trained: report where the run ended there.
-        self.trainer.callback_metrics["run/global_step"] = torch.tensor(self.global_step)
-        if self.diverged_at_step is not None:
-            self.trainer.callback_metrics["run/diverged_at_step"] = torch.tensor(
-                self.diverged_at_step
-            )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.model.parameters())
+REDUCTIONS = ("sum", "mean")
+
+
+class RegressionModule(SupervisedModule):
+    """Squared error ||f(x) - y||^2 (Santurkar 2018's deep linear network), summed over output
+    dimensions and, with `reduction="sum"`, over the batch too (`"mean"`: averaged over the batch).
+    Logs `test/loss` with the same reduction per example (the mean over the test set of each
+    example's squared error) after each validation pass."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        reduction: str = "sum",
+        log_every_n_steps: int = 50,
+    ) -> None:
+        if reduction not in REDUCTIONS:
+            raise NormlabError(f"module.reduction={reduction!r}; valid choices: {list(REDUCTIONS)}")
+        super().__init__(model, optimizer, log_every_n_steps)
+        self.reduction = reduction
+        self.test_loss = MeanMetric()
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        per_example = (outputs - y).pow(2).sum(dim=1)
+        return per_example.sum() if self.reduction == "sum" else per_example.mean()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.test_loss.update((self.model(x) - y).pow(2).sum(dim=1))
+
+    def on_validation_epoch_end(self) -> None:
+        value = self.test_loss.compute()
+        self.test_loss.reset()
+        if not self.trainer.sanity_checking:
+            log_to_loggers(self.trainer, {"test/loss": value.item()}, self.global_step)

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from normlab.errors import NormlabError
-from normlab.module import ClassifierModule
+from normlab.module import SupervisedModule
 from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
 
 log = logging.getLogger("normlab.train")
@@ -42,7 +42,7 @@ OmegaConf.register_new_resolver("job_dirname", _job_dirname, replace=True)
 @dataclass
 class RunResult:
     status: str
-    module: ClassifierModule | None
+    module: SupervisedModule | None
     trainer: L.Trainer | None
     summary: dict[str, Any]
 
@@ -151,12 +151,7 @@ def run(
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model, norm=OmegaConf.to_container(cfg.norm, resolve=True))
-        module = ClassifierModule(
-            model,
-            optimizer=instantiate(cfg.optim),
-            num_classes=int(cfg.model.out_features),
-            log_every_n_steps=int(cfg.trainer.log_every_n_steps),
-        )
+        module = instantiate(cfg.module, model=model, optimizer=instantiate(cfg.optim))
         trainer = instantiate(
             cfg.trainer,
             logger=build_loggers(cfg, run_dir, job_name),

@@ -1,5 +1,6 @@
 """Models of the papers, each built with `normlab.norms.make_norm`."""
 
+from normlab.models.dln import DLN
 from normlab.models.mlp import MLP
 
-__all__ = ["MLP"]
+__all__ = ["DLN", "MLP"]
