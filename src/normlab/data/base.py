@@ -80,6 +80,8 @@ class InMemoryDataModule(L.LightningDataModule):
             # Resuming (the checkpoint is restored before the loaders are built): every epoch has
             # len(loader) steps, so the step fixes the epoch (Lightning passes it to set_epoch)
             # and the batch to continue from, and the run sees the order it would have seen.
+            # (A checkpoint of a run that *finished* mid-epoch counts, for Lightning, as an epoch
+            # end: raising max_steps and resuming it starts a new epoch instead.)
             loader.resume_at(self.trainer.global_step % len(loader))
         return loader
 
