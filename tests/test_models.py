@@ -72,5 +72,7 @@ def test_conv_bn_uses_one_statistic_per_feature_map() -> None:
 
 
 def test_unknown_norm_names_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown norm 'layer'.*\['batch', 'none'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown norm 'layer'.*\['batch', 'lp', 'noisy_batch', 'none'\]"
+    ):
         make_norm({"name": "layer"}, 4)

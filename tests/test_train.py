@@ -24,7 +24,16 @@ def _losses(run_dir: Path) -> pd.Series:
     return m[m.metric == "train/loss"].set_index("step").value
 
 
-@pytest.mark.parametrize("norm,bn_mode", [("batch", "train"), ("batch", "eval"), ("none", "train")])
+@pytest.mark.parametrize(
+    "norm,bn_mode",
+    [
+        ("batch", "train"),
+        ("batch", "eval"),
+        ("none", "train"),
+        ("noisy_batch", "train"),
+        ("lp", "train"),
+    ],
+)
 def test_activation_probe_does_not_change_training(norm, bn_mode, tiny_overrides, tmp_path) -> None:
     common = [
         *tiny_overrides,

@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from normlab.errors import NormlabError
+from normlab.norms import noisy_modules
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -84,6 +85,12 @@ class SupervisedModule(L.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
         return loss.detach()
+
+    def setup(self, stage: str) -> None:
+        # Noisy BN layers are built from one config and share its seed: give each layer its own
+        # noise stream and each DDP rank its own per-element noise (Santurkar 2018, App. A.2.1).
+        for index, layer in enumerate(noisy_modules(self.model)):
+            layer.reseed(layer.seed, rank=self.global_rank, stream=index)
 
     def _all_finite(self, loss: Tensor) -> bool:
         finite = bool(torch.isfinite(loss))

@@ -21,6 +21,7 @@ from torch.func import functional_call
 
 from normlab.errors import NormlabError
 from normlab.module import log_to_loggers
+from normlab.norms import frozen_noise
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,10 @@ class ActivationProbe(L.Callback):
         modes = {module: module.training for module in model.modules()}
         try:
             model.train(self.bn_mode == "train")
-            functional_call(model, (params, buffers), (self._x,))
+            # Noisy BN counts its training forwards to draw each step's noise: the probe's forward
+            # reuses the coming step's noise and leaves the count alone.
+            with frozen_noise(model):
+                functional_call(model, (params, buffers), (self._x,))
         finally:
             for module, training in modes.items():
                 module.training = training
