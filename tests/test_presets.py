@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from normlab.config import compose_config, sweep_points
-from normlab.models import MLP
+from normlab.models import DLN, MLP
 from normlab.train import CONF_DIR, build_probes
 
 
@@ -33,10 +33,22 @@ def _fig1_tuning(cfg: DictConfig) -> None:
     assert cfg.trainer.max_steps == 10_000
 
 
+def _dln_fig5b(cfg: DictConfig) -> None:
+    # Santurkar 2018, App. A.1 and Fig. 5(b).
+    assert cfg.model._target_.endswith("DLN") and cfg.model.depth == 25 and cfg.model.width == 10
+    assert cfg.data.num_train == 1000 and cfg.data.batch_size == 1000  # full batch
+    assert cfg.trainer.max_steps == 10_000 and cfg.optim.lr == 1e-6
+    assert cfg.module._target_.endswith("RegressionModule") and cfg.module.reduction == "sum"
+    assert cfg.norm.name in ("none", "batch", "lp")
+    if cfg.norm.name == "lp":
+        assert str(cfg.norm.p) in ("1", "2", "inf")
+
+
 # preset id -> (number of sweep points, check of every composed point)
 PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "ioffe2015/fig1_mnist": (6, _fig1),
     "ioffe2015/fig1_mnist_tuning": (18, _fig1_tuning),
+    "santurkar2018/dln_fig5b_lp": (15, _dln_fig5b),
 }
 
 
@@ -63,9 +75,11 @@ def test_preset_composes_and_instantiates_at_every_sweep_point(preset: str, tmp_
         assert cfg.name == preset
         check(cfg)
         model = instantiate(cfg.model, norm=dict(cfg.norm))
-        assert isinstance(model, MLP)
+        assert isinstance(model, MLP | DLN)
         instantiate(cfg.data)
-        instantiate(cfg.optim)(model.parameters())
+        instantiate(
+            cfg.module, model=model, optimizer=instantiate(cfg.optim)
+        ).configure_optimizers()
         build_probes(cfg)
         instantiate(cfg.trainer, logger=False, default_root_dir=str(tmp_path))
 

@@ -118,9 +118,11 @@ def write_plot(
 
 
 # The registry; figure modules import FigureSpec from here, hence the import at the bottom.
-from normlab.figures import ioffe2015_fig1  # noqa: E402
+from normlab.figures import ioffe2015_fig1, santurkar2018_dln  # noqa: E402
 
-FIGURES: dict[str, FigureSpec] = {spec.id: spec for spec in (ioffe2015_fig1.FIGURE,)}
+FIGURES: dict[str, FigureSpec] = {
+    spec.id: spec for spec in (ioffe2015_fig1.FIGURE, santurkar2018_dln.FIG5B)
+}
 
 __all__ = [
     "DATA_COLUMNS",
