@@ -95,8 +95,8 @@ def draw(table: pd.DataFrame) -> Figure:
     ax.legend()
     seeds = sorted(table["seed"].dropna().unique())
     fig.suptitle(
-        "Santurkar et al. 2018, Fig. 5(b): l_p normalisation on the deep linear network; mean over "
-        f"seeds {'/'.join(str(int(s)) for s in seeds)}",
+        "Santurkar et al. 2018, Fig. 5(b), DLN:\nmean over seeds "
+        f"{'/'.join(str(int(s)) for s in seeds)}, band min..max",
         fontsize=9,
     )
     return fig
@@ -114,7 +114,7 @@ def measure_lp_like_bn(table: pd.DataFrame, claim: Claim) -> Measurement:
     ratios = {v: [final[(v, s)] / final[("batch", s)] for s in claim.seeds] for v in LP_VARIANTS}
     worst = max(max(r) for r in ratios.values())
     detail = "; ".join(
-        f"{LABELS[v]}/BN x{np.mean(r):.3g} ({'/'.join(f'{x:.3g}' for x in r)})"
+        f"{LABELS[v]}/BN x{np.mean(r):.4f} ({'/'.join(f'{x:.4f}' for x in r)})"
         for v, r in ratios.items()
     )
     detail += f"; BN final loss {np.mean([final[('batch', s)] for s in claim.seeds]):.4g}"
@@ -127,8 +127,8 @@ def measure_l1_beats_bn(table: pd.DataFrame, claim: Claim) -> Measurement:
     final, sel = _final_losses(table, claim, ("batch", "l1"))
     ratios = [final[("l1", s)] / final[("batch", s)] for s in claim.seeds]
     detail = (
-        f"l1/BN final loss x{np.mean(ratios):.3g} (seeds {'/'.join(map(str, claim.seeds))}: "
-        f"{'/'.join(f'{r:.3g}' for r in ratios)}); {window_note(claim, sel.values())}"
+        f"l1/BN final loss x{np.mean(ratios):.5f} (seeds {'/'.join(map(str, claim.seeds))}: "
+        f"{'/'.join(f'{r:.5f}' for r in ratios)}); {window_note(claim, sel.values())}"
     )
     return Measurement(
         value=float(np.mean(ratios)), detail=detail, passed=max(ratios) < claim.threshold
