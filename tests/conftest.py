@@ -35,6 +35,7 @@ def tiny_overrides(tmp_path: Path) -> list[str]:
     return [
         "experiment=ioffe2015/fig1_mnist",
         "debug=smoke",
+        "data=synthetic",
         f"paths.runs_dir={tmp_path / 'runs'}",
         f"paths.data_dir={tmp_path / 'data'}",
     ]
@@ -45,6 +46,7 @@ E2E_ARGS = [
     "-m",
     "experiment=ioffe2015/fig1_mnist",
     "debug=smoke",
+    "data=synthetic",
     "logger=wandb",
     "trainer.max_steps=60",
     "trainer.val_check_interval=20",

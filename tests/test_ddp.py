@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -44,3 +45,41 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides
         one.module.state_dict().items(), two.module.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_ddp_summed_loss_steps_like_one_process(tmp_path) -> None:
+    # The DLN's loss is summed over the batch: DDP's gradient averaging would divide its step by
+    # the number of ranks unless the module scales it back.
+    common = [
+        "experiment=santurkar2018/dln_fig5b_lp",
+        "debug=smoke",
+        "norm=none",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+    ]
+    one = run(compose_config(common), tmp_path / "one", common)
+    two_overrides = [
+        *common,
+        "trainer=ddp_cpu",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+        "trainer.log_every_n_steps=5",
+    ]
+    two = run(compose_config(two_overrides), tmp_path / "two", two_overrides)
+    assert two.status == "finished"
+    loss = {
+        name: pd.read_csv(tmp_path / name / "metrics.csv")
+        .query("metric == 'train/loss'")
+        .set_index("step")
+        .value
+        for name in ("one", "two")
+    }
+    # the logged loss is the global batch's sum, not rank 0's half of it
+    np.testing.assert_allclose(loss["two"].loc[[0, 5]], loss["one"].loc[[0, 5]], rtol=1e-4)
+    for (name, a), b in zip(
+        one.module.state_dict().items(), two.module.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

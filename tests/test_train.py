@@ -202,6 +202,7 @@ def test_single_run_of_a_sweeping_preset_warns_and_runs_its_base_point(tmp_path)
         [
             "experiment=ioffe2015/fig1_mnist",
             "debug=smoke",
+            "data=synthetic",
             "trainer.max_steps=5",
             f"paths.runs_dir={tmp_path / 'runs'}",
             f"paths.data_dir={tmp_path / 'data'}",

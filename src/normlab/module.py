@@ -55,6 +55,11 @@ class SupervisedModule(L.LightningModule):
         self.log_every_n_steps = log_every_n_steps
         self.diverged_at_step: int | None = None
 
+    # How a batch's loss combines over examples: "mean" or "sum". Under DDP each rank sees a shard
+    # and DDP averages gradients; a summed loss is scaled by the number of ranks so that the step
+    # equals one process's step on the global batch, and the logged loss is reduced the same way.
+    loss_reduction = "mean"
+
     @abstractmethod
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
         """The training objective of a batch."""
@@ -75,14 +80,25 @@ class SupervisedModule(L.LightningModule):
             self.diverged_at_step = step
             self.trainer.should_stop = True
             return None  # no backward, no update
+        world_size = self.trainer.world_size
         if step % self.log_every_n_steps == 0:
-            metrics = {"train/loss": loss} | {
+            metrics = {"train/loss": loss.detach()} | {
                 f"train/{k}": v for k, v in self.train_metrics(outputs, y).items()
             }
+            if world_size > 1:  # every rank takes this branch at the same step
+                metrics = {
+                    k: self.trainer.strategy.reduce(
+                        v,
+                        reduce_op="sum"
+                        if k == "train/loss" and self.loss_reduction == "sum"
+                        else "mean",
+                    )
+                    for k, v in metrics.items()
+                }
             log_to_loggers(self.trainer, {k: v.item() for k, v in metrics.items()}, step)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self.manual_backward(loss * world_size if self.loss_reduction == "sum" else loss)
         optimizer.step()
         return loss.detach()
 
@@ -155,8 +171,9 @@ REDUCTIONS = ("sum", "mean")
 class RegressionModule(SupervisedModule):
     """Squared error ||f(x) - y||^2 (Santurkar 2018's deep linear network), summed over output
     dimensions and, with `reduction="sum"`, over the batch too (`"mean"`: averaged over the batch).
-    Logs `test/loss` with the same reduction per example (the mean over the test set of each
-    example's squared error) after each validation pass."""
+    Logs `test/loss` after each validation pass as the mean over the test set of each example's
+    squared error (per example, whatever `reduction`: with "sum", `train/loss` is summed over the
+    training batch and so is `batch_size` times larger in scale)."""
 
     def __init__(
         self,
@@ -168,7 +185,7 @@ class RegressionModule(SupervisedModule):
         if reduction not in REDUCTIONS:
             raise NormlabError(f"module.reduction={reduction!r}; valid choices: {list(REDUCTIONS)}")
         super().__init__(model, optimizer, log_every_n_steps)
-        self.reduction = reduction
+        self.reduction = self.loss_reduction = reduction
         self.test_loss = MeanMetric()
 
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:

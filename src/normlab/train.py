@@ -1,7 +1,7 @@
 """`python -m normlab.train` (or `normlab-train`): compose -> instantiate -> fit -> summary.
 
 One job = one run directory (docs/run-directory.md). Hydra's multirun (`-m`) runs a preset's sweep,
-one job after another (or through a launcher: `hydra/launcher=submitit_local|slurm`).
+one job after another (or through a launcher: `hydra/launcher=local|slurm`).
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def run(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
+    threads_before = torch.get_num_threads()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     job_name = job_name or ",".join(overrides) or "default"
@@ -188,6 +189,7 @@ def run(
             **fields,
         )
         _finish_wandb(ok=status in ("finished", "diverged"))
+        torch.set_num_threads(threads_before)  # `threads` is the job's, not the process's
     log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
 

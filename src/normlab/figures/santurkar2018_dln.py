@@ -56,6 +56,12 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
             f"{FIG5B_ID}: no runs with norm {', '.join(missing)} (found: {', '.join(sorted(found))}); "
             f"the figure needs {', '.join(LABELS)}"
         )
+    counts = table.groupby([VARIANT, "seed"])["run_dir"].nunique()
+    if (counts > 1).any():
+        dupes = ", ".join(f"{v} seed {s}: {c} runs" for (v, s), c in counts[counts > 1].items())
+        raise ValueError(
+            f"{FIG5B_ID}: several runs for one norm and seed ({dupes}); draw one sweep at a time"
+        )
     seeds = {v: sorted(table.loc[table[VARIANT] == v, "seed"].unique()) for v in LABELS}
     if len({tuple(s) for s in seeds.values()}) > 1:
         raise ValueError(f"{FIG5B_ID}: the norms ran different seeds: {seeds}")
