@@ -102,3 +102,24 @@ def test_short_runs_are_insufficient_and_missing_variants_refused(tmp_path) -> N
         (partial / f"linf-{seed}").rmdir()
     with pytest.raises(ValueError, match=r"no runs with norm linf"):
         FIGURES[FIG].draw(FIGURES[FIG].load([partial]))
+
+
+def test_a_norm_option_changed_within_one_norm_is_refused(tmp_path) -> None:
+    root = dln_sweep(tmp_path, dict.fromkeys(NORMS, 10.0))
+    NORMS["batch"] = {"name": "batch", "momentum": 0.5}
+    try:
+        dln_sweep(tmp_path / "odd", dict.fromkeys(NORMS, 10.0), seeds=(1,))
+    finally:
+        NORMS["batch"] = {"name": "batch"}
+    odd = tmp_path / "odd" / "batch-1"
+    target = root / "batch-1"
+    for f in target.iterdir():
+        f.unlink()
+    target.rmdir()
+    odd.rename(target)
+    spec = FIGURES[FIG]
+    table = spec.load([root / f"{v}-{s}" for v in NORMS for s in range(3)])
+    with pytest.raises(ValueError, match=r"norm.momentum"):
+        spec.draw(table)
+    with pytest.raises(ValueError, match=r"norm.momentum"):
+        evaluate_claims(spec.claims, table)

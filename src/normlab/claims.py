@@ -92,6 +92,10 @@ def select_runs(
         raise InsufficientData(f"no runs (the table has no {by!r} / 'seed' column)")
     candidates = table[table[by].isin(list(groups)) & table["seed"].isin(list(claim.seeds))]
     check_one_setting(candidates, vary=[by, *vary], what=f"claim {claim.id}")
+    for group in groups:  # within a group only the seed may vary (e.g. no two BN momentums)
+        check_one_setting(
+            candidates[candidates[by] == group], vary=["seed"], what=f"claim {claim.id}"
+        )
     # problem -> the (group, seed) runs it applies to, so that one cause is named once.
     problems: dict[str, list[tuple[Hashable, int]]] = {}
     selected: dict[tuple[Hashable, int], pd.DataFrame] = {}

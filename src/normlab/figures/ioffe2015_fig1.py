@@ -58,6 +58,8 @@ def check_runs(table: pd.DataFrame) -> dict[str, int]:
         )
     drawn = table[table[NORM_COLUMN].isin(list(NORMS))]
     check_one_setting(drawn, vary=VARY, what=FIGURE_ID)
+    for norm in NORMS:  # the norm's own options (eps, momentum) may differ between norms only
+        check_one_setting(drawn[drawn[NORM_COLUMN] == norm], vary=["seed"], what=FIGURE_ID)
     counts = drawn.groupby([NORM_COLUMN, "seed"])["run_dir"].nunique()
     if (counts > 1).any():
         dupes = ", ".join(f"{n} seed {s}: {c} runs" for (n, s), c in counts[counts > 1].items())

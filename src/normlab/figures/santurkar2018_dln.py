@@ -49,6 +49,8 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     runs (seeds) that logged it. ValueError when a variant is missing or settings are mixed."""
     table = with_variants(table)
     check_one_setting(table, vary=["seed", "norm.*"], what=FIG5B_ID)
+    for variant in LABELS:  # a norm's own options (eps, momentum) may differ between norms only
+        check_one_setting(table[table[VARIANT] == variant], vary=["seed"], what=FIG5B_ID)
     found = set(table[VARIANT])
     missing = [v for v in LABELS if v not in found]
     if missing:
