@@ -71,7 +71,7 @@ class SupervisedModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         outputs = self.model(x)
         loss = self.loss(outputs, y)
@@ -79,7 +79,7 @@ class SupervisedModule(L.LightningModule):
         if not self._all_finite(loss):
             self.diverged_at_step = step
             self.trainer.should_stop = True
-            return None  # no backward, no update
+            return  # no backward, no update
         world_size = self.trainer.world_size
         if step % self.log_every_n_steps == 0:
             metrics = {"train/loss": loss.detach()} | {
@@ -100,7 +100,7 @@ class SupervisedModule(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss * world_size if self.loss_reduction == "sum" else loss)
         optimizer.step()
-        return loss.detach()
+        # Nothing returned: Lightning would only copy the loss into its step results.
 
     def setup(self, stage: str) -> None:
         # Noisy BN layers are built from one config and share its seed: give each layer its own
