@@ -15,21 +15,26 @@ from normlab.train import run
 pytestmark = pytest.mark.ddp
 
 
-def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides, tmp_path) -> None:
-    # norm=none: with the global batch split 30/30 and gradients averaged, two ranks take exactly
-    # the steps one process takes on the batch of 60 (up to float summation order).
-    common = [*tiny_overrides, "norm=none", "trainer.max_steps=30", "trainer.val_check_interval=10"]
-    one = run(compose_config(common), tmp_path / "one", common)
-    two_overrides = [
+def _run_on_two_ranks(common: list[str], run_dir, max_steps: int):
+    """`common` under `trainer=ddp_cpu` (which resets the trainer group, so re-apply the steps)."""
+    overrides = [
         *common,
         "trainer=ddp_cpu",
-        "trainer.max_steps=30",
+        f"trainer.max_steps={max_steps}",
         "trainer.val_check_interval=10",
         "trainer.enable_progress_bar=false",
         "trainer.enable_checkpointing=false",
         "trainer.log_every_n_steps=5",
     ]
-    two = run(compose_config(two_overrides), tmp_path / "two", two_overrides)
+    return run(compose_config(overrides), run_dir, overrides)
+
+
+def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides, tmp_path) -> None:
+    # norm=none: with the global batch split 30/30 and gradients averaged, two ranks take exactly
+    # the steps one process takes on the batch of 60 (up to float summation order).
+    common = [*tiny_overrides, "norm=none", "trainer.max_steps=30", "trainer.val_check_interval=10"]
+    one = run(compose_config(common), tmp_path / "one", common)
+    two = _run_on_two_ranks(common, tmp_path / "two", max_steps=30)
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 30
     assert "test/acc" in summary["final_metrics"]
@@ -59,16 +64,7 @@ def test_ddp_summed_loss_steps_like_one_process(tmp_path) -> None:
         f"paths.runs_dir={tmp_path / 'runs'}",
     ]
     one = run(compose_config(common), tmp_path / "one", common)
-    two_overrides = [
-        *common,
-        "trainer=ddp_cpu",
-        "trainer.max_steps=20",
-        "trainer.val_check_interval=10",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_checkpointing=false",
-        "trainer.log_every_n_steps=5",
-    ]
-    two = run(compose_config(two_overrides), tmp_path / "two", two_overrides)
+    two = _run_on_two_ranks(common, tmp_path / "two", max_steps=20)
     assert two.status == "finished"
     loss = {
         name: pd.read_csv(tmp_path / name / "metrics.csv")

@@ -114,15 +114,20 @@ def test_figure_plots_the_runs_mean_curves(e2e_sweep, tmp_path) -> None:
             np.testing.assert_allclose(line.get_ydata(), expected.values, rtol=1e-6)
 
 
-def test_figures_script_writes_figure_and_claims(e2e_sweep, tmp_path) -> None:
-    sweep, _ = e2e_sweep
-    out = tmp_path / "figs"
-    proc = subprocess.run(
+def _figures_script(sweep: Path, out: Path) -> subprocess.CompletedProcess:
+    """`python scripts/figures.py SWEEP --out OUT`, the figure id inferred from the runs."""
+    return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "figures.py"), str(sweep), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_figures_script_writes_figure_and_claims(e2e_sweep, tmp_path) -> None:
+    sweep, _ = e2e_sweep
+    out = tmp_path / "figs"
+    proc = _figures_script(sweep, out)
     assert proc.returncode == 0, proc.stderr
     png = out / f"{FIGURE}.png"
     assert png.stat().st_size > 10_000 and (out / f"{FIGURE}.pdf").exists()
@@ -185,12 +190,7 @@ def test_dln_family_end_to_end_through_the_cli(tmp_path) -> None:
         (s["config"]["norm"]["name"], str(s["config"]["norm"].get("p"))) for s in summaries
     } == {("none", "None"), ("batch", "None"), ("lp", "1"), ("lp", "2"), ("lp", "inf")}
     out = tmp_path / "figs"
-    fig = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "figures.py"), str(sweep), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    fig = _figures_script(sweep, out)
     assert fig.returncode == 0, fig.stderr
     data = pd.read_csv(out / "santurkar2018" / "dln_fig5b_lp_data.csv")
     assert set(data.series) == {"Standard", "BN", "l1", "l2", "l_inf"} and (data.n == 3).all()
