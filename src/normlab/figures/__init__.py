@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -66,6 +67,30 @@ def infer_figure_id(table: pd.DataFrame) -> str:
     else:
         problem = f"experiment {found[0]!r} has no registered figure"
     raise ValueError(f"cannot infer the figure: {problem}; registered figures: {registered}")
+
+
+def band_over_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per step, over the runs in `rows` (`run_dir, step, value` of one metric): `mean`, `min`,
+    `max` and `n`, the number of runs that logged that step (NaN-skipping, so a step logged by only
+    some runs averages those). Index: step."""
+    wide = rows.pivot(index="step", columns="run_dir", values="value").sort_index()
+    return pd.DataFrame(
+        {
+            "mean": wide.mean(axis=1),
+            "min": wide.min(axis=1),
+            "max": wide.max(axis=1),
+            "n": wide.notna().sum(axis=1),
+        }
+    )
+
+
+def plot_band(ax: Axes, band: pd.DataFrame, label: str, color: str) -> None:
+    """A line at `band["mean"]` over `band["step"]`, shaded from `min` to `max`."""
+    steps = band["step"].to_numpy()
+    ax.plot(steps, band["mean"].to_numpy(), color=color, label=label, lw=1.2)
+    ax.fill_between(
+        steps, band["min"].to_numpy(), band["max"].to_numpy(), color=color, alpha=0.2, lw=0
+    )
 
 
 def new_figure(**kwargs) -> Figure:

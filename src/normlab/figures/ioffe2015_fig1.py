@@ -16,11 +16,10 @@ import re
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from normlab.claims import Claim, InsufficientData, Measurement, select_runs, window_note
-from normlab.figures import DATA_COLUMNS, FigureSpec, new_figure
+from normlab.figures import DATA_COLUMNS, FigureSpec, band_over_runs, new_figure, plot_band
 from normlab.results import check_one_setting
 
 FIGURE_ID = "ioffe2015/fig1_mnist"
@@ -107,15 +106,7 @@ def seed_band(table: pd.DataFrame, norm: str, metric: str) -> pd.DataFrame:
             f"{FIGURE_ID}: no {metric} in the run(s) with {NORM_COLUMN}={norm}"
             + (f": {', '.join(absent)}" if absent else "")
         )
-    wide = rows.pivot(index="step", columns="run_dir", values="value").sort_index()
-    return pd.DataFrame(
-        {
-            "mean": wide.mean(axis=1),
-            "min": wide.min(axis=1),
-            "max": wide.max(axis=1),
-            "n": wide.notna().sum(axis=1),
-        }
-    )
+    return band_over_runs(rows)
 
 
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
@@ -142,14 +133,6 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     return data.astype({"step": "int64", "n": "int64"})
 
 
-def _plot_band(ax: Axes, band: pd.DataFrame, label: str, color: str) -> None:
-    steps = band["step"].to_numpy()
-    ax.plot(steps, band["mean"].to_numpy(), color=color, label=label, lw=1.2)
-    ax.fill_between(
-        steps, band["min"].to_numpy(), band["max"].to_numpy(), color=color, alpha=0.2, lw=0
-    )
-
-
 def draw(table: pd.DataFrame) -> Figure:
     """Fig. 1 from a `load_metrics` table: `plot_data(table)`, plotted. ValueError naming what is
     missing or mixed otherwise.
@@ -169,7 +152,7 @@ def draw(table: pd.DataFrame) -> Figure:
     ax_c = fig.add_subplot(1, 3, 3, sharey=ax_b)
 
     for norm, label in NORMS.items():
-        _plot_band(ax_a, band("a", label), f"{label} (n={runs[norm]})", NORM_COLORS[norm])
+        plot_band(ax_a, band("a", label), f"{label} (n={runs[norm]})", NORM_COLORS[norm])
     ax_a.set(title="(a)", xlabel="training step", ylabel="test accuracy")
     # As in the paper (0.7..1), zoom on the part of training after the first steps, unless the
     # nets end up lower than that; the early rise is left below the axis.
@@ -182,7 +165,7 @@ def draw(table: pd.DataFrame) -> Figure:
     for ax, (norm, label) in zip((ax_b, ax_c), NORMS.items(), strict=True):
         panel = NORM_PANELS[norm]
         for p, p_label in PERCENTILES.items():
-            _plot_band(ax, band(panel, p_label), p_label, PERCENTILE_COLORS[p])
+            plot_band(ax, band(panel, p_label), p_label, PERCENTILE_COLORS[p])
         ax.set(title=f"({panel}) {label}", xlabel="training step")
         ax.legend(loc="best")
     unit = units["p50"].split("/")[2].removeprefix("unit")

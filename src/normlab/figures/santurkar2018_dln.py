@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from normlab.claims import Claim, Measurement, select_runs, window_note
-from normlab.figures import DATA_COLUMNS, FigureSpec, new_figure
+from normlab.figures import DATA_COLUMNS, FigureSpec, band_over_runs, new_figure, plot_band
 from normlab.results import check_one_setting
 
 FIG5B_ID = "santurkar2018/dln_fig5b_lp"
@@ -70,20 +70,8 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for variant, label in LABELS.items():
         rows = table[(table[VARIANT] == variant) & (table["metric"] == LOSS)]
-        wide = rows.pivot_table(index="step", columns="run_dir", values="value").sort_index()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "panel": "b",
-                    "series": label,
-                    "step": wide.index,
-                    "mean": wide.mean(axis=1).to_numpy(),
-                    "min": wide.min(axis=1).to_numpy(),
-                    "max": wide.max(axis=1).to_numpy(),
-                    "n": wide.notna().sum(axis=1).to_numpy(),
-                }
-            )
-        )
+        band = band_over_runs(rows).rename_axis("step").reset_index()
+        frames.append(band.assign(panel="b", series=label))
     return pd.concat(frames, ignore_index=True)[DATA_COLUMNS].astype(
         {"step": "int64", "n": "int64"}
     )
@@ -95,10 +83,7 @@ def draw(table: pd.DataFrame) -> Figure:
     fig = new_figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for variant, label in LABELS.items():
-        band = data[data["series"] == label]
-        steps = band["step"].to_numpy()
-        ax.plot(steps, band["mean"].to_numpy(), color=COLORS[variant], label=label, lw=1.2)
-        ax.fill_between(steps, band["min"], band["max"], color=COLORS[variant], alpha=0.2, lw=0)
+        plot_band(ax, data[data["series"] == label], label, COLORS[variant])
     ax.set(yscale="log", xlabel="training step", ylabel="training loss", title="(b) DLN")
     ax.legend()
     seeds = sorted(table["seed"].dropna().unique())

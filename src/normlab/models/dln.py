@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from normlab.models.layers import numbered_layers
 from normlab.norms import make_norm
 
 
@@ -45,11 +46,7 @@ class DLN(nn.Module):
     @property
     def hidden_layers(self) -> dict[int, LinearLayer]:
         """Layers followed by a norm, by their 1-based weight-layer number."""
-        return {
-            int(name.removeprefix("layer")): layer
-            for name, layer in self.layers.items()
-            if isinstance(layer, LinearLayer)
-        }
+        return numbered_layers(self.layers, LinearLayer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers.values():

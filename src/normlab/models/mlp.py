@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from normlab.models.layers import numbered_layers
 from normlab.norms import make_norm, uses_batch_statistics
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -70,11 +71,7 @@ class MLP(nn.Module):
     @property
     def hidden_layers(self) -> dict[int, HiddenLayer]:
         """Hidden layers by their 1-based weight-layer number."""
-        return {
-            int(name.removeprefix("layer")): layer
-            for name, layer in self.layers.items()
-            if isinstance(layer, HiddenLayer)
-        }
+        return numbered_layers(self.layers, HiddenLayer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
