@@ -263,3 +263,21 @@ def test_resume_after_an_interruption_continues_the_same_run(tiny_overrides, tmp
     # weights as the uninterrupted run.
     for key, value in full.module.state_dict().items():
         torch.testing.assert_close(resumed.module.state_dict()[key], value, msg=key)
+
+
+def test_bad_norm_option_fails_in_one_line_naming_the_choices(tmp_path) -> None:
+    proc = run_cli(
+        [
+            "experiment=santurkar2018/dln_fig5b_lp",
+            "debug=smoke",
+            "norm=lp",
+            "norm.p=3",
+            f"paths.runs_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "normlab: error: norm.p must be one of [1, 2, inf], got 3"
+    (summary,) = (tmp_path / "runs").rglob("summary.json")
+    assert json.loads(summary.read_text())["status"] == "failed"

@@ -245,7 +245,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         _reject_ddp_in_multirun(cfg, hydra_cfg)
         result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
-    except NormlabError as err:
+    except Exception as raised:
+        # Bad input found while Hydra instantiates a component arrives wrapped in Hydra's
+        # InstantiationException: look for it along the cause chain.
+        err = raised
+        while err is not None and not isinstance(err, NormlabError):
+            err = err.__cause__
+        if err is None:
+            raise
         message = f"normlab: error: {err}"
         if hydra_cfg.mode == RunMode.RUN:
             raise SystemExit(message) from None  # bad input: one line, no traceback
