@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from normlab.config import compose_config
 from normlab.train import run
@@ -15,7 +17,7 @@ from normlab.train import run
 pytestmark = pytest.mark.ddp
 
 
-def _run_on_two_ranks(common: list[str], run_dir, max_steps: int):
+def _run_on_two_ranks(common: list[str], run_dir, max_steps: int, callbacks=()):
     """`common` under `trainer=ddp_cpu` (which resets the trainer group, so re-apply the steps)."""
     overrides = [
         *common,
@@ -26,7 +28,7 @@ def _run_on_two_ranks(common: list[str], run_dir, max_steps: int):
         "trainer.enable_checkpointing=false",
         "trainer.log_every_n_steps=5",
     ]
-    return run(compose_config(overrides), run_dir, overrides)
+    return run(compose_config(overrides), run_dir, overrides, callbacks=callbacks)
 
 
 def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(tiny_overrides, tmp_path) -> None:
@@ -79,3 +81,61 @@ def test_ddp_summed_loss_steps_like_one_process(tmp_path) -> None:
         one.module.state_dict().items(), two.module.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+class ShardRecorder(Callback):
+    """Saves the inputs each rank trains on at step 0 to `<out>/rank<r>.pt` (under ddp_spawn the
+    callback lives in the child processes: files are how it reports back)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            torch.save(batch[0].cpu(), self.out / f"rank{trainer.global_rank}.pt")
+
+
+def _probe_values(run_dir: Path) -> pd.Series:
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    probed = metrics[metrics.metric.str.match(r"(ics|landscape)/")]
+    return probed.set_index(["step", "metric"]).value.sort_index()
+
+
+def test_ddp_probes_give_the_numbers_of_one_process_on_the_global_batch(tmp_path) -> None:
+    # norm=none (no batch statistics, so the ranks' shards make exactly the global batch's loss):
+    # each rank computes G, G' and the landscape walk on its shard, reduced once across ranks.
+    common = [
+        "experiment=santurkar2018/dln_fig5b_lp",
+        "debug=smoke",
+        "norm=none",
+        "model.depth=6",
+        "probe=[ics,landscape]",
+        "probe.ics.layers=[2,5]",
+        "probe.ics.every_n_steps=5",
+        "probe.landscape.every_n_steps=5",
+        "trainer.max_steps=10",
+        "trainer.val_check_interval=10",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+    ]
+    one = run(
+        compose_config(common), tmp_path / "one", common, callbacks=[ShardRecorder(tmp_path / "x1")]
+    )
+    two = _run_on_two_ranks(
+        common, tmp_path / "two", max_steps=10, callbacks=[ShardRecorder(tmp_path / "x2")]
+    )
+    assert one.status == two.status == "finished"
+    values_one, values_two = _probe_values(tmp_path / "one"), _probe_values(tmp_path / "two")
+    assert len(values_one) == 2 * (4 + 6)  # steps 0 and 5: 2 layers x (l2, cos) + 6 landscape
+    assert values_two.index.equals(values_one.index)
+    np.testing.assert_allclose(values_two, values_one, rtol=1e-4)
+    curves = [pd.read_csv(tmp_path / d / "landscape.csv") for d in ("one", "two")]
+    assert len(curves[0]) == len(curves[1]) == 20  # written once (rank 0), 10 etas x 2 steps
+    np.testing.assert_allclose(curves[1].to_numpy(), curves[0].to_numpy(), rtol=1e-4)
+    # the two ranks trained on disjoint halves that together make the global batch
+    global_batch = torch.load(tmp_path / "x1" / "rank0.pt")
+    shards = [torch.load(tmp_path / "x2" / f"rank{r}.pt") for r in (0, 1)]
+    assert [len(s) for s in shards] == [len(global_batch) // 2] * 2
+    rows = [{tuple(row.tolist()) for row in s} for s in (global_batch, *shards)]
+    assert not rows[1] & rows[2]
+    assert rows[1] | rows[2] == rows[0]
