@@ -33,23 +33,66 @@ def _fig1_tuning(cfg: DictConfig) -> None:
     assert cfg.trainer.max_steps == 10_000
 
 
-def _dln_fig5b(cfg: DictConfig) -> None:
-    # Santurkar 2018, App. A.1 and Fig. 5(b).
+def _dln(cfg: DictConfig) -> None:
+    # Santurkar 2018, App. A.1: the DLN protocol every DLN preset shares.
     assert cfg.model._target_.endswith("DLN") and cfg.model.depth == 25 and cfg.model.width == 10
     assert cfg.data.num_train == 1000 and cfg.data.batch_size == 1000  # full batch
-    assert cfg.trainer.max_steps == 10_000 and cfg.optim.lr == 1e-6
+    assert cfg.trainer.max_steps == 10_000 and cfg.optim.lr in (1e-6, 1e-7)
+    assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.momentum == 0
     assert cfg.module._target_.endswith("RegressionModule") and cfg.module.reduction == "sum"
     assert cfg.norm.name in ("none", "batch", "lp")
     if cfg.norm.name == "lp":
         assert str(cfg.norm.p) in ("1", "2", "inf")
+    if cfg.norm.name == "lp" or "ics" not in _probes_on(cfg):
+        assert cfg.optim.lr == 1e-6  # lr 1e-7 only in Fig. 3(b)
+    # the probes' settings are the protocol's, whichever preset turns them on
+    assert list(cfg.probe.ics.layers) == [9, 17]
+    assert (cfg.probe.landscape.eta_lo, cfg.probe.landscape.eta_hi) == (0.01, 30.0)
+    assert list(cfg.probe.activations.layers) == [1, 11, 24]
+
+
+def _probes_on(cfg: DictConfig) -> set[str]:
+    return {name for name, probe in cfg.probe.items() if probe and "_target_" in probe}
+
+
+def _dln_with(*probes: str) -> Callable[[DictConfig], None]:
+    def check(cfg: DictConfig) -> None:
+        _dln(cfg)
+        assert _probes_on(cfg) == set(probes)
+
+    return check
 
 
 # preset id -> (number of sweep points, check of every composed point)
 PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "ioffe2015/fig1_mnist": (6, _fig1),
     "ioffe2015/fig1_mnist_tuning": (18, _fig1_tuning),
-    "santurkar2018/dln_fig5b_lp": (15, _dln_fig5b),
+    "santurkar2018/dln_fig3b_ics": (12, _dln_with("ics")),
+    "santurkar2018/dln_fig5b_lp": (15, _dln_with()),
+    "santurkar2018/dln_fig9_activations": (6, _dln_with("activations")),
+    "santurkar2018/dln_fig10_landscape": (6, _dln_with("landscape")),
+    "santurkar2018/dln_fig11_gradchange": (6, _dln_with("landscape")),
+    "santurkar2018/dln_fig13_lp_landscape": (15, _dln_with("landscape")),
+    "santurkar2018/dln_suite": (21, _dln_with("ics", "landscape", "activations")),
 }
+
+DLN_SUITE = "santurkar2018/dln_suite"
+
+
+def _dln_runs(preset: str) -> list[tuple[str, str, float, int]]:
+    """(norm, p, lr, seed) of every run of a preset's sweep."""
+    runs = []
+    for point in sweep_points([f"experiment={preset}"]):
+        cfg = compose_config(point)
+        runs.append((cfg.norm.name, str(cfg.norm.get("p")), cfg.optim.lr, cfg.seed))
+    return runs
+
+
+def test_the_dln_suite_is_the_union_of_the_dln_figures_runs_each_once() -> None:
+    suite = _dln_runs(DLN_SUITE)
+    assert len(set(suite)) == len(suite)
+    figures = [p for p in PRESET_CHECKS if p.startswith("santurkar2018/dln_") and p != DLN_SUITE]
+    assert set(suite) == {run for preset in figures for run in _dln_runs(preset)}
 
 
 def discovered_presets() -> list[str]:
