@@ -8,15 +8,26 @@ that trains, evaluates and probes identically on the same tensors. Repeats are i
 (normlab, plain, normlab, plain, ...) so that machine noise hits both alike. Times cover the
 training loop (first to last step, evaluation and probes included), not start-up or data loading.
 The last line is `ratio=<median normlab / plain>`.
+
+    python scripts/bench.py dln_probes [--steps 2000] [--repeats 3] [--norm batch]
+
+`dln_probes`: the Santurkar 2018 DLN (25 layers, full batch of 1000, the dln presets' one thread)
+with W&B off. Each probe alone at every step against no probe gives its cost per call, in
+milliseconds and in plain training steps (a bare PyTorch forward/backward/SGD step of the same net,
+timed in the same run); the landscape probe with its eta grid as one `torch.func.vmap` call and as a
+Python loop over eta. The last line is `ratio=<median time per step with every probe at the
+presets' cadence / without probes>`: the probes' overhead on a DLN figure run.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -157,10 +168,86 @@ def bench_mnist_mlp(args: argparse.Namespace) -> float:
     return statistics.median(ratios)
 
 
-BENCHMARKS = {"mnist_mlp": bench_mnist_mlp}
+def plain_dln_step_ms(cfg, dm, steps: int = 300) -> float:
+    """One bare PyTorch training step of the DLN on the full batch (median of `steps`)."""
+    from normlab.models import DLN
+
+    torch.manual_seed(cfg.seed)
+    model = DLN(cfg.model.depth, cfg.model.width, norm=dict(cfg.norm))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
+    x, y = dm.train_x, dm.train_y
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = (model(x) - y).pow(2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def bench_dln_probes(args: argparse.Namespace) -> float:
+    from normlab.data import GaussianLinearDataModule
+
+    base = [
+        "experiment=santurkar2018/dln_suite",
+        "+dln_point=batch_lr1e-6" if args.norm == "batch" else "+dln_point=none_lr1e-6",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.val_check_interval=1000000",  # no evaluation: time the training steps
+    ]
+    cfg = compose_config(base)
+    torch.set_num_threads(int(cfg.threads))
+    dm = GaussianLinearDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    dm.setup()
+    every = [f"probe.{p}.every_n_steps=1" for p in ("ics", "landscape", "activations")]
+    per_call = {  # name -> overrides; each probe alone, at every step
+        "ics (layers 9, 17)": ["probe=[ics]", *every],
+        "landscape, vmap over eta": ["probe=[landscape]", *every],
+        "landscape, loop over eta": ["probe=[landscape]", "probe.landscape.method=loop", *every],
+        "activations (1000 points)": ["probe=[activations]", *every],
+    }
+    short = max(args.steps // 10, 50)
+
+    def ms_per_step(overrides: list[str], steps: int) -> float:
+        return 1e3 * normlab_loop([*base, *overrides, f"trainer.max_steps={steps}"]) / steps
+
+    print(
+        f"dln_probes: norm={args.norm}, {torch.get_num_threads()} thread(s), per-call costs over "
+        f"{short} steps, overhead over {args.steps} steps at the presets' cadence "
+        f"(every {cfg.probe.ics.every_n_steps} steps), {args.repeats} interleaved repeats"
+    )
+    plain = plain_dln_step_ms(cfg, dm)
+    costs: dict[str, list[float]] = {name: [] for name in per_call}
+    ratios, normlab_steps = [], []
+    for r in range(args.repeats):
+        off = ms_per_step(["probe=none"], short)
+        normlab_steps.append(off)
+        for name, overrides in per_call.items():
+            costs[name].append(ms_per_step(overrides, short) - off)
+        without = ms_per_step(["probe=none"], args.steps)
+        with_probes = ms_per_step([], args.steps)  # the suite's probes at their cadence
+        ratios.append(with_probes / without)
+        print(f"  repeat {r}: every probe at cadence {with_probes:.3f} ms/step, none {without:.3f}")
+    step = statistics.median(normlab_steps)
+    print(f"  plain PyTorch step {plain:.3f} ms; normlab step {step:.3f} ms (x{step / plain:.2f})")
+    for name, values in costs.items():
+        cost = statistics.median(values)
+        print(f"  {name:28s} {cost:8.3f} ms per call = {cost / plain:6.1f} plain steps")
+    vmap = statistics.median(costs["landscape, vmap over eta"])
+    loop = statistics.median(costs["landscape, loop over eta"])
+    print(f"  eta grid: loop / vmap = {loop / vmap:.2f}")
+    return statistics.median(ratios)
+
+
+BENCHMARKS = {"mnist_mlp": bench_mnist_mlp, "dln_probes": bench_dln_probes}
 
 
 def main() -> None:
+    # Lightning's per-run banners would bury the numbers.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
