@@ -281,3 +281,14 @@ def test_bad_norm_option_fails_in_one_line_naming_the_choices(tmp_path) -> None:
     assert last == "normlab: error: norm.p must be one of [1, 2, inf], got 3"
     (summary,) = (tmp_path / "runs").rglob("summary.json")
     assert json.loads(summary.read_text())["status"] == "failed"
+
+
+def test_a_classifier_module_on_the_regression_model_names_the_fix(tmp_path) -> None:
+    overrides = ["model=dln", "data=gaussian_linear", "debug=smoke", f"paths.runs_dir={tmp_path}"]
+    with pytest.raises(Exception) as err:
+        run(compose_config(overrides), tmp_path / "run", overrides)
+    cause = err.value
+    while cause is not None and not isinstance(cause, NormlabError):
+        cause = cause.__cause__
+    assert cause is not None, err.value
+    assert "DLN has none; for a regression model use module=regression" in str(cause)

@@ -135,9 +135,15 @@ class ClassifierModule(SupervisedModule):
         self,
         model: nn.Module,
         optimizer: OptimizerFactory,
-        num_classes: int = 10,
+        num_classes: int | None = 10,
         log_every_n_steps: int = 50,
     ) -> None:
+        if num_classes is None:
+            raise NormlabError(
+                f"module=classifier needs the model's number of classes (model.out_features), "
+                f"and {type(model).__name__} has none; for a regression model use "
+                "module=regression (the santurkar2018/dln_* presets set it)"
+            )
         super().__init__(model, optimizer, log_every_n_steps)
         self.test_loss = MeanMetric()
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
