@@ -53,8 +53,8 @@ def lp_statistics(y: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor
         scale = y.abs().amax(dim=axes)
     elif p == 1.0:
         scale = y.abs().mean(dim=axes)
-    else:
-        scale = y.abs().pow(p).mean(dim=axes).pow(1 / p)
+    else:  # p == 2
+        scale = y.square().mean(dim=axes).sqrt()
     return mean, scale
 
 
@@ -95,13 +95,17 @@ class LpNorm(nn.Module):
                     rate = 1.0 / float(self.num_batches_tracked)
                 else:
                     rate = float(self.momentum)
-                self.running_mean.mul_(1 - rate).add_(mean.detach(), alpha=rate)
-                self.running_scale.mul_(1 - rate).add_(scale.detach(), alpha=rate)
+                self.running_mean.lerp_(mean.detach(), rate)
+                self.running_scale.lerp_(scale.detach(), rate)
         else:
             mean, scale = self.running_mean, self.running_scale
+        # gamma * (y - mean) / (s + eps) + beta, folded into one per-channel multiply-add over the
+        # activation (a = gamma / (s + eps), c = beta - mean * a): the same function with two
+        # fewer passes over the activation, which is what an l_p layer's time goes to.
         view = (1, -1) + (1,) * (y.dim() - 2)
-        y_hat = (y - mean.view(view)) / (scale.view(view) + self.eps)
-        return y_hat * self.weight.view(view) + self.bias.view(view)
+        a = self.weight / (scale + self.eps)
+        c = self.bias - mean * a
+        return torch.addcmul(c.view(view), y, a.view(view))
 
     def extra_repr(self) -> str:
         p = "inf" if self.p == math.inf else f"{self.p:g}"
