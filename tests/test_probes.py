@@ -252,7 +252,6 @@ def test_all_probes_at_every_step_leave_training_bit_identical(norm, tmp_path) -
         "probe=[ics,landscape,activations]",
         "probe.ics.layers=[1,3,6]",
         "probe.activations.layers=[1,5]",
-        "probe.activations.unit.layer=5",
         "probe.activations.batch_size=100",
         *(f"probe.{p}.every_n_steps=1" for p in ("ics", "landscape", "activations")),
     ]
