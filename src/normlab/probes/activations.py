@@ -1,8 +1,33 @@
-"""Distribution of the nonlinearity's input (after the norm) on a fixed held-out batch.
+"""Distribution and per-unit moments of the nonlinearity's input (after the norm) on a fixed batch.
 
-Ioffe 2015, Fig. 1(b,c): the 15th, 50th and 85th percentiles of one sigmoid input of the last
-hidden layer over training. Also the same percentiles, mean and variance over all units of each
-chosen layer, and a histogram of them (W&B and `act_hist.csv`).
+What is measured, on a fixed batch of held-out examples, for each chosen hidden layer i, where the
+probed activation is the output of `layer{i}.norm` (the input of the nonlinearity), of shape (N, C)
+for a fully connected layer or (N, C, H, W) for a convolution. A *unit* is a column j of an (N, C)
+activation or a channel j of an (N, C, H, W) one; its *samples* are its values over the batch and,
+for a channel, over all H*W spatial positions (m = N or N*H*W samples per unit).
+
+- `act/layer{i}/p15|p50|p85|mean|var`: percentiles, mean and variance of all values of the layer
+  (every unit's samples pooled; the variance is the unbiased one, `Tensor.var`), and a histogram of
+  them (W&B `act/layer{i}/hist` and the counts in `act_hist.csv`). Ioffe 2015 Fig. 1; Santurkar
+  2018 Fig. 1(c), 2, 6 and 9 (the DLN's distributions).
+- `act/layer{i}/unit{j}/p15|p50|p85`: percentiles of one unit's samples (Ioffe 2015 Fig. 1(b,c):
+  one sigmoid input of the last hidden layer).
+- Per-unit moments and how they move (Santurkar 2018 Fig. 8, "change of per-unit mean and variance
+  between steps, and from step 0"). At each probe call t, for each unit j of layer i,
+      mu_j(t)  = (1/m) sum_s a_js,    var_j(t) = (1/m) sum_s (a_js - mu_j(t))^2
+  (the *biased* variance, as BN's batch variance in Ioffe 2015 Alg. 1), and with C units
+      act/layer{i}/mean_change = (1/C) sum_j |mu_j(t)  - mu_j(t_prev)|
+      act/layer{i}/var_change  = (1/C) sum_j |var_j(t) - var_j(t_prev)|
+      act/layer{i}/mean_drift  = (1/C) sum_j |mu_j(t)  - mu_j(t_0)|
+      act/layer{i}/var_drift   = (1/C) sum_j |var_j(t) - var_j(t_0)|
+  where t_prev is the previous probe call (the changes are absent at the first call) and t_0 the
+  first probe call of the run, normally step 0 (the drifts are 0 there). The moments of t_prev and
+  t_0 are the callback's state (`state_dict`), which Lightning saves in checkpoints: a resumed run
+  measures its drift from the original run's first call, and its first change from the last call
+  before the checkpoint.
+
+All of it is measured every `every_n_steps` steps (and after the last one) at step = updates done
+so far, on the model evaluated through `functional_call` (nothing of the model changes).
 """
 
 from __future__ import annotations
@@ -16,7 +41,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from normlab.errors import NormlabError
@@ -27,12 +52,37 @@ log = logging.getLogger(__name__)
 
 BN_MODES = ("train", "eval")
 
+Histogram = tuple[Tensor, Tensor]  # (counts, bin edges)
+
+
+def unit_moments(acts: Tensor) -> Tensor:
+    """Per-unit mean and biased variance of `acts` (N, C) or (N, C, H, W), stacked as a (2, C)
+    tensor: unit j's samples are acts[:, j] over the batch and every spatial position."""
+    dims = [0, *range(2, acts.dim())]
+    var, mean = torch.var_mean(acts, dim=dims, correction=0)
+    return torch.stack([mean, var])
+
+
+def layer_width(layer: nn.Module) -> int | None:
+    """The number of units (channels) of a hidden layer's probed activation: its norm's
+    `num_features`, or where the norm has none (`norm=none` is an Identity) the `out_features` /
+    `out_channels` of the layer's weight layer; None if neither is found."""
+    width = getattr(layer.norm, "num_features", None)
+    if width is None:
+        sizes = (
+            getattr(module, "out_features", None) or getattr(module, "out_channels", None)
+            for module in layer.modules()
+        )
+        width = next((size for size in sizes if size), None)
+    return width
+
 
 class ActivationProbe(L.Callback):
     """Every `every_n_steps` steps (and after the last one), on a fixed batch of `batch_size` test
     examples, record for each layer in `layers` the percentiles, mean and variance of its
-    activations over all units, and the percentiles of unit `unit["index"]` of layer
-    `unit["layer"]`.
+    activations over all units, its per-unit moments' change since the previous call and drift
+    since the first (see the module docstring for the definitions), and the percentiles of unit
+    `unit["index"]` (a channel, for conv layers) of layer `unit["layer"]`.
 
     Measured at step t, the values describe the weights after t updates. `bn_mode="train"`
     (default) normalises with the probe batch's own statistics, as the net does in training, with
@@ -79,6 +129,23 @@ class ActivationProbe(L.Callback):
         self.hist_bins = hist_bins
         self._x: Tensor | None = None
         self._last_step: int | None = None
+        # Per layer, the (2, C) per-unit (mean, var) of the first and of the latest probe call, on
+        # the CPU: the references of the drifts and changes (Santurkar 2018 Fig. 8).
+        self._first_moments: dict[int, Tensor] = {}
+        self._last_moments: dict[int, Tensor] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The reference moments and the last probed step, saved in checkpoints by Lightning."""
+        return {
+            "last_step": self._last_step,
+            "first_moments": dict(self._first_moments),
+            "last_moments": dict(self._last_moments),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_step = state_dict.get("last_step")
+        self._first_moments = dict(state_dict.get("first_moments", {}))
+        self._last_moments = dict(state_dict.get("last_moments", {}))
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.bn_mode == "train" and any(
@@ -92,20 +159,14 @@ class ActivationProbe(L.Callback):
             )
         hidden = pl_module.model.hidden_layers
         valid = f"{min(hidden)}..{max(hidden)}" if hidden else "none"
-        wanted = set(self.layers) | ({self.unit["layer"]} if self.unit else set())
-        for layer in sorted(wanted):
+        for layer in sorted(self._wanted_layers()):
             if layer not in hidden:
                 raise NormlabError(
                     f"probe.activations: layer {layer} is not a hidden layer of the model; "
                     f"valid layers: {valid}"
                 )
         if self.unit:
-            width = hidden[self.unit["layer"]].linear.out_features
-            if not 0 <= self.unit["index"] < width:
-                raise NormlabError(
-                    f"probe.activations.unit.index={self.unit['index']} out of range for "
-                    f"layer {self.unit['layer']}; valid: 0..{width - 1}"
-                )
+            self._check_unit_index(layer_width(hidden[self.unit["layer"]]))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._x, _ = trainer.datamodule.probe_batch(self.batch_size, seed=self.batch_seed)
@@ -124,40 +185,78 @@ class ActivationProbe(L.Callback):
         step = trainer.global_step
         if step == self._last_step or not trainer.is_global_zero:
             return
-        self._last_step = step
-        acts = self.activations(pl_module.model)
-        metrics: dict[str, float] = {}
+        metrics, hists = self.measure(pl_module.model, step)
+        log_to_loggers(trainer, metrics, step)
         rows: list[tuple[int, int, float, float, int]] = []
-        for layer in self.layers:
-            a = acts[layer].float()
-            flat = a.flatten()
-            metrics |= self._percentiles(flat, f"act/layer{layer}")
-            metrics[f"act/layer{layer}/mean"] = flat.mean().item()
-            metrics[f"act/layer{layer}/var"] = flat.var().item()
-            counts, edges = self._histogram(flat)
+        for layer, (counts, edges) in hists.items():
             rows += [
                 (step, layer, edges[b].item(), edges[b + 1].item(), int(counts[b]))
                 for b in range(len(counts))
             ]
             self._log_wandb_histogram(trainer, f"act/layer{layer}/hist", counts, edges, step)
-        if self.unit:
-            unit_acts = acts[self.unit["layer"]][:, self.unit["index"]].float()
-            prefix = f"act/layer{self.unit['layer']}/unit{self.unit['index']}"
-            metrics |= self._percentiles(unit_acts, prefix)
-        log_to_loggers(trainer, metrics, step)
         self._append_histograms(Path(trainer.default_root_dir), rows)
 
+    def measure(self, model: nn.Module, step: int) -> tuple[dict[str, float], dict[int, Histogram]]:
+        """Probe `model` (as it is after `step` updates) on the probe batch: the metrics, and each
+        layer's histogram. Records this call's per-unit moments as the reference of the next
+        call's changes (and, at the first call, of every drift)."""
+        acts = self.activations(model)
+        if self.unit:  # checked at setup too, where the layer's width is known from its modules
+            self._check_unit_index(acts[self.unit["layer"]].shape[1])
+        metrics: dict[str, float] = {}
+        hists: dict[int, Histogram] = {}
+        for layer in self.layers:
+            a = acts[layer].float()
+            flat = a.flatten()
+            prefix = f"act/layer{layer}"
+            metrics |= self._percentiles(flat, prefix)
+            metrics[f"{prefix}/mean"] = flat.mean().item()
+            metrics[f"{prefix}/var"] = flat.var().item()
+            metrics |= self._moment_changes(layer, unit_moments(a).cpu())
+            hists[layer] = self._histogram(flat)
+        if self.unit:
+            # A unit of a conv layer is a channel: all its values over the batch and positions.
+            unit_acts = acts[self.unit["layer"]][:, self.unit["index"]].float().flatten()
+            prefix = f"act/layer{self.unit['layer']}/unit{self.unit['index']}"
+            metrics |= self._percentiles(unit_acts, prefix)
+        self._last_step = step
+        return metrics, hists
+
+    def _moment_changes(self, layer: int, moments: Tensor) -> dict[str, float]:
+        """Mean absolute change over units of the (2, C) per-unit (mean, var) `moments` since the
+        previous call (`*_change`) and since the first (`*_drift`); see the module docstring."""
+        first = self._first_moments.setdefault(layer, moments)
+        last = self._last_moments.get(layer)
+        self._last_moments[layer] = moments
+        out: dict[str, float] = {}
+        for kind, reference in (("change", last), ("drift", first)):
+            if reference is None:
+                continue
+            mean_diff, var_diff = (moments - reference).abs().mean(dim=1).tolist()
+            out[f"act/layer{layer}/mean_{kind}"] = mean_diff
+            out[f"act/layer{layer}/var_{kind}"] = var_diff
+        return out
+
+    def _wanted_layers(self) -> set[int]:
+        return set(self.layers) | ({self.unit["layer"]} if self.unit else set())
+
+    def _check_unit_index(self, width: int | None) -> None:
+        if width is not None and not 0 <= self.unit["index"] < width:
+            raise NormlabError(
+                f"probe.activations.unit.index={self.unit['index']} out of range for "
+                f"layer {self.unit['layer']}; valid: 0..{width - 1}"
+            )
+
     @torch.no_grad()
-    def activations(self, model: torch.nn.Module) -> dict[int, Tensor]:
+    def activations(self, model: nn.Module) -> dict[int, Tensor]:
         """The norm outputs of the probed layers on the probe batch, leaving `model` untouched."""
-        wanted = set(self.layers) | ({self.unit["layer"]} if self.unit else set())
         captured: dict[int, Tensor] = {}
         hidden = model.hidden_layers
         handles = [
             hidden[i].norm.register_forward_hook(
                 lambda module, args, out, i=i: captured.__setitem__(i, out.detach())
             )
-            for i in sorted(wanted)
+            for i in sorted(self._wanted_layers())
         ]
         params = {k: v.detach() for k, v in model.named_parameters()}
         # Cloned buffers: in train mode BN updates the buffers it is given (running statistics,
@@ -181,7 +280,7 @@ class ActivationProbe(L.Callback):
         q = torch.quantile(values, self.quantiles.to(values.device)).tolist()
         return {f"{prefix}/{name}": v for name, v in zip(self.percentile_names, q, strict=True)}
 
-    def _histogram(self, values: Tensor) -> tuple[Tensor, Tensor]:
+    def _histogram(self, values: Tensor) -> Histogram:
         lo, hi = values.min().item(), values.max().item()
         if hi <= lo:
             hi = lo + 1e-6
