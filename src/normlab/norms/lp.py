@@ -95,8 +95,10 @@ class LpNorm(nn.Module):
                     rate = 1.0 / float(self.num_batches_tracked)
                 else:
                     rate = float(self.momentum)
-                self.running_mean.lerp_(mean.detach(), rate)
-                self.running_scale.lerp_(scale.detach(), rate)
+                # (mul_/add_, not lerp_: torch.func.vmap, used by the landscape probe, has no
+                # batching rule for lerp_ and would fall back to a slow loop.)
+                self.running_mean.mul_(1 - rate).add_(mean.detach(), alpha=rate)
+                self.running_scale.mul_(1 - rate).add_(scale.detach(), alpha=rate)
         else:
             mean, scale = self.running_mean, self.running_scale
         # gamma * (y - mean) / (s + eps) + beta, folded into one per-channel multiply-add over the
