@@ -81,6 +81,8 @@ def plain_loop(cfg, dm: MNISTDataModule) -> float:
     steps, every_eval = cfg.trainer.max_steps, cfg.trainer.val_check_interval
     every_probe, every_log = probe_cfg.every_n_steps, cfg.trainer.log_every_n_steps
     log: list[tuple[int, str, float]] = []
+    first: dict[int, torch.Tensor] = {}
+    last: dict[int, torch.Tensor] = {}
 
     def probe(step: int) -> None:
         acts = {}
@@ -97,6 +99,11 @@ def plain_loop(cfg, dm: MNISTDataModule) -> float:
         for h in hooks:
             h.remove()
         for i, a in acts.items():
+            var, mean = torch.var_mean(a, dim=0, correction=0)  # per-unit moments
+            moments = torch.stack([mean, var])
+            for ref in (first.setdefault(i, moments), last.get(i, moments)):
+                log.extend((step, "moment", v) for v in (moments - ref).abs().mean(1).tolist())
+            last[i] = moments
             flat = a.flatten()
             log.extend((step, f"act/layer{i}/p", v) for v in torch.quantile(flat, q).tolist())
             log.append((step, "mean", flat.mean().item()))
