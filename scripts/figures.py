@@ -4,9 +4,13 @@
     python scripts/figures.py --list
 
 FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it is inferred from
-the runs. A first argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png
-and .pdf, the plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row
-per plotted point), and the claims report FIG_DIR/<id>_claims.md and _claims.csv.
+the runs (a suite's runs, `santurkar2018/dln_suite`, feed several figures: name one). A first
+argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png and .pdf, the
+plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row per plotted
+point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`), and the claims
+report FIG_DIR/<id>_claims.md and _claims.csv. A figure that reads per-run files besides
+metrics.csv (`FigureSpec.files`: Fig. 11 reads landscape.csv) gets them in the same table; runs
+without such a file are reported in one line.
 Exit codes: 0 done, 1 the figure or its claims could not be made from these runs (missing data,
 mixed settings), 2 usage error.
 """
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.exit(2, f"figures.py: error: {err}; name the figure as the first argument\n")
     spec = FIGURES[figure_id]
-    table = join_metrics(summaries, metrics=spec.needed_metrics())
+    table = join_metrics(summaries, metrics=spec.needed_metrics(), files=spec.files)
     print(f"{spec.id}: {summaries.shape[0]} runs from {', '.join(paths)}")
 
     written: list[Path] = []

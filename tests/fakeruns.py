@@ -149,3 +149,199 @@ def fig1_sweep(
                 curves=curves(norm, seed, max_steps=max_steps, every=every, bn_better=bn_better),
             )
     return root
+
+
+# --- Santurkar 2018 DLN runs with every probe's output ------------------------------------------
+
+DLN_SUITE = "santurkar2018/dln_suite"
+DLN_NORMS: dict[str, dict[str, Any]] = {
+    "none": {"name": "none"},
+    "batch": {"name": "batch", "eps": 1e-5, "momentum": 0.1},
+    "l1": {"name": "lp", "p": 1, "eps": 1e-5, "momentum": 0.1},
+    "l2": {"name": "lp", "p": 2, "eps": 1e-5, "momentum": 0.1},
+    "linf": {"name": "lp", "p": "inf", "eps": 1e-5, "momentum": 0.1},
+}
+DLN_PROBES: dict[str, dict[str, Any]] = {
+    "ics": {"layers": [9, 17], "every_n_steps": 100},
+    "landscape": {"eta_lo": 0.01, "eta_hi": 30.0, "num_etas": 10, "every_n_steps": 100},
+    "activations": {"layers": [1, 11, 24], "every_n_steps": 100, "hist_bins": 5},
+}
+_STANDARD_BN = [(v, lr) for lr in (1e-6, 1e-7) for v in ("none", "batch")]
+# Each DLN preset: its runs (norm variant, lr) and the probes it turns on (conf/experiment/).
+DLN_SWEEPS: dict[str, tuple[list[tuple[str, float]], tuple[str, ...]]] = {
+    "santurkar2018/dln_fig3b_ics": (_STANDARD_BN, ("ics",)),
+    "santurkar2018/dln_fig5b_lp": ([(v, 1e-6) for v in DLN_NORMS], ()),
+    "santurkar2018/dln_fig9_activations": ([("none", 1e-6), ("batch", 1e-6)], ("activations",)),
+    "santurkar2018/dln_fig10_landscape": ([("none", 1e-6), ("batch", 1e-6)], ("landscape",)),
+    "santurkar2018/dln_fig11_gradchange": ([("none", 1e-6), ("batch", 1e-6)], ("landscape",)),
+    "santurkar2018/dln_fig13_lp_landscape": ([(v, 1e-6) for v in DLN_NORMS], ("landscape",)),
+    DLN_SUITE: (
+        [*_STANDARD_BN, ("l1", 1e-6), ("l2", 1e-6), ("linf", 1e-6)],
+        ("ics", "landscape", "activations"),
+    ),
+}
+DLN_ETA_FACTORS = np.logspace(np.log10(0.01), np.log10(30.0), 10)  # x lr: the DLN's grid
+
+
+def dln_config(
+    experiment: str, variant: str, seed: int, lr: float, probes: Iterable[str], max_steps: int
+) -> dict:
+    """A resolved DLN config shaped like the trainer's (conf/protocol/santurkar2018_dln.yaml)."""
+    return {
+        "name": experiment,
+        "seed": seed,
+        "threads": 1,
+        "paths": {"runs_dir": "runs"},
+        "data": {"name": "gaussian_linear", "num_train": 1000, "seed": seed},
+        "model": {"depth": 25, "width": 10},
+        "module": {"reduction": "sum"},
+        "norm": dict(DLN_NORMS[variant]),
+        "optim": {"lr": lr, "momentum": 0.0},
+        "trainer": {"max_steps": max_steps, "val_check_interval": 500, "log_every_n_steps": 50},
+        "probe": {name: dict(DLN_PROBES[name]) for name in probes},
+        "logger": {"wandb": {"tags": [experiment, f"norm={variant}"]}},
+    }
+
+
+def dln_probe_outputs(
+    variant: str,
+    lr: float,
+    seed: int,
+    probes: Iterable[str] = ("ics", "landscape", "activations"),
+    max_steps: int = 10000,
+    bn_better: bool = True,
+    blowup: bool = False,
+) -> tuple[dict[str, dict[int, float]], list[tuple], list[tuple]]:
+    """What a DLN run with `probes` logs: metric curves, landscape.csv rows, act_hist.csv rows.
+
+    The numbers depend only on (variant, lr, seed), so a run is the same in its figure's sweep
+    and in the suite. With `bn_better`, the normalised nets' landscape is 100x smoother than the
+    standard net's (bands, beta_eff and every per-eta gradient change) and the ICS cosine is 0.98
+    for the standard net and 0.1 for BN; otherwise every norm is as rough as the standard net and
+    the cosines are swapped (0.97 for BN, 0.3 for the standard net). `blowup`: the standard net's
+    walk overflows (inf, nan) at its largest step sizes during the first 500 steps."""
+    probes = set(probes)
+    jitter = 1 + 0.02 * seed  # seeds differ, so that min < mean < max
+    normalised = variant != "none"
+    rough = 100.0 if (not normalised or not bn_better) else 1.0
+    tau = 4000.0 if not normalised else 2000.0
+    curves: dict[str, dict[int, float]] = {"train/loss": {}, "test/loss": {}}
+    landscape: list[tuple] = []
+    hist: list[tuple] = []
+
+    def loss(t: int) -> float:
+        return (1e5 * np.exp(-t / tau) + 50 * (1 + (lr < 1e-6))) * jitter
+
+    for t in range(0, max_steps, 50):
+        curves["train/loss"][t] = loss(t)
+        if t % 500 == 0:
+            curves["test/loss"][t] = loss(t) / 1000
+    for t in range(0, max_steps, 100):
+        grow = 1 + t / 10000
+        if "ics" in probes:
+            if bn_better:
+                cos = 0.1 if variant == "batch" else 0.98
+            else:
+                cos = 0.97 if variant == "batch" else 0.3
+            for layer in (9, 17):
+                put = curves.setdefault
+                put(f"ics/layer{layer}/cos", {})[t] = cos - 0.01 * seed - 0.001 * layer * grow
+                l2 = (1.0 if variant == "batch" else 0.1) * jitter * grow * (layer / 9)
+                put(f"ics/layer{layer}/l2", {})[t] = l2
+        if "landscape" in probes:
+            blown = blowup and variant == "none" and t <= 500
+            g = 1e3 * jitter * np.exp(-t / 5000)
+            diffs = [rough * 0.1 * g * f * jitter * grow for f in DLN_ETA_FACTORS]
+            losses = [loss(t) * (1 + rough * 0.005 * f) for f in DLN_ETA_FACTORS]
+            if blown:
+                diffs[-2:] = [float("inf"), float("nan")]
+                losses[-2:] = [float("inf"), float("nan")]
+            landscape += [
+                (t, f * lr, v, d) for f, v, d in zip(DLN_ETA_FACTORS, losses, diffs, strict=True)
+            ]
+            values = {
+                "loss_min": loss(t) * 0.95,
+                "loss_max": float("inf") if blown else loss(t) * (1 + rough * 0.5),
+                "grad_diff_min": rough * 1e-3 * g * jitter,
+                "grad_diff_max": float("inf") if blown else rough * 3 * g * jitter * grow,
+                "beta_eff": float("nan") if blown else rough * 10 * jitter * grow,
+                "grad_norm": g,
+            }
+            for name, value in values.items():
+                curves.setdefault(f"landscape/{name}", {})[t] = value
+        if "activations" in probes:
+            for layer in (1, 11, 24):
+                centre = 0.0 if normalised else 0.1 * layer * t / max_steps
+                width = (1.0 if normalised else 0.5 + 0.05 * layer) * jitter
+                stats = {
+                    "p15": centre - width,
+                    "p50": centre,
+                    "p85": centre + width,
+                    "mean": centre,
+                    "var": width**2,
+                }
+                for name, value in stats.items():
+                    curves.setdefault(f"act/layer{layer}/{name}", {})[t] = value
+                edges = np.linspace(centre - 3 * width, centre + 3 * width, 6)
+                hist += [
+                    (t, layer, lo, hi, c)
+                    for lo, hi, c in zip(edges[:-1], edges[1:], (5, 250, 490, 250, 5), strict=True)
+                ]
+    return curves, landscape, hist
+
+
+def write_csv(path: Path, header: tuple[str, ...], rows: Iterable[tuple]) -> None:
+    """A per-run long file as the probes write it (floats by repr)."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(
+            tuple(repr(float(v)) if isinstance(v, float) else v for v in row) for row in rows
+        )
+
+
+def dln_sweep(
+    root: Path,
+    experiment: str,
+    seeds: Iterable[int] = (0, 1, 2),
+    max_steps: int = 10000,
+    step: int | None = None,
+    bn_better: bool = True,
+    blowup: bool = False,
+    skip: Iterable[tuple[str, float, int]] = (),
+) -> Path:
+    """A multirun-shaped sweep of the DLN preset `experiment` (a figure id or the suite): one run
+    directory `root/<variant>_lr<lr>,seed=<seed>/` per (variant, lr) of `DLN_SWEEPS[experiment]`
+    and seed, but those in `skip`, with the outputs of the preset's probes (`dln_probe_outputs`):
+    metrics.csv, and landscape.csv / act_hist.csv when the landscape / activation probe is on.
+    `step`: the last step the runs reached (default `max_steps`; the logs stop there too)."""
+    points, probes = DLN_SWEEPS[experiment]
+    for variant, lr in points:
+        for seed in seeds:
+            if (variant, lr, seed) in set(skip):
+                continue
+            run_dir = root / f"{variant}_lr{lr:g},seed={seed}"
+            curves, landscape, hist = dln_probe_outputs(
+                variant, lr, seed, probes, max_steps, bn_better=bn_better, blowup=blowup
+            )
+            last = max_steps if step is None else step
+            curves = {m: {t: v for t, v in c.items() if t <= last} for m, c in curves.items()}
+            write_run(
+                run_dir,
+                experiment=experiment,
+                seed=seed,
+                norm=DLN_NORMS[variant]["name"],
+                config=dln_config(experiment, variant, seed, lr, probes, max_steps),
+                curves=curves,
+                max_steps=max_steps,
+                step=step,
+            )
+            if "landscape" in probes:
+                rows = [r for r in landscape if r[0] <= last]
+                write_csv(run_dir / "landscape.csv", ("step", "eta", "loss", "grad_diff"), rows)
+            if "activations" in probes:
+                rows = [r for r in hist if r[0] <= last]
+                write_csv(
+                    run_dir / "act_hist.csv", ("step", "layer", "bin_lo", "bin_hi", "count"), rows
+                )
+    return root

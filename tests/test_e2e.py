@@ -164,35 +164,3 @@ def test_notebook_runs_on_the_sweep(e2e_sweep) -> None:
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
-
-
-def test_dln_family_end_to_end_through_the_cli(tmp_path) -> None:
-    """The Santurkar DLN preset's whole sweep (5 norms x 3 seeds, a few steps each), then its figure."""
-    from conftest import run_cli
-
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        [
-            "-m",
-            "experiment=santurkar2018/dln_fig5b_lp",
-            "debug=smoke",
-            "trainer.max_steps=20",
-            "trainer.val_check_interval=10",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=tmp_path,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summaries = [json.loads(p.read_text()) for p in sweep.rglob("summary.json")]
-    assert len(summaries) == 15 and all(s["status"] == "finished" for s in summaries)
-    assert {
-        (s["config"]["norm"]["name"], str(s["config"]["norm"].get("p"))) for s in summaries
-    } == {("none", "None"), ("batch", "None"), ("lp", "1"), ("lp", "2"), ("lp", "inf")}
-    out = tmp_path / "figs"
-    fig = _figures_script(sweep, out)
-    assert fig.returncode == 0, fig.stderr
-    data = pd.read_csv(out / "santurkar2018" / "dln_fig5b_lp_data.csv")
-    assert set(data.series) == {"Standard", "BN", "l1", "l2", "l_inf"} and (data.n == 3).all()
-    claims = pd.read_csv(out / "santurkar2018" / "dln_fig5b_lp_claims.csv")
-    assert (claims.verdict == "insufficient data").all()  # 20 steps, windows end at 10,000

@@ -22,9 +22,19 @@ NORMS = {
 }
 
 
-def dln_sweep(root: Path, final: dict[str, float], seeds=(0, 1, 2), max_steps=10000) -> Path:
-    """Loss curves falling from 1e5 to final[variant] (+1% per seed)."""
+def dln_sweep(
+    root: Path,
+    final: dict[str, float],
+    seeds=(0, 1, 2),
+    max_steps=10000,
+    lr: float = 1e-6,
+    variants=tuple(NORMS),
+) -> Path:
+    """Loss curves falling from 1e5 to final[variant] (+1% per seed); run directories
+    `<variant>-<seed>` (at another lr than 1e-6: `<variant>-<seed>-lr<lr>`)."""
     for variant, norm in NORMS.items():
+        if variant not in variants:
+            continue
         for seed in seeds:
             steps = range(0, max_steps + 1, 500)
             end = final[variant] * (1 + 0.01 * seed)
@@ -36,14 +46,14 @@ def dln_sweep(root: Path, final: dict[str, float], seeds=(0, 1, 2), max_steps=10
                 "name": FIG,
                 "seed": seed,
                 "norm": norm,
-                "optim": {"lr": 1e-6},
+                "optim": {"lr": lr},
                 "module": {"reduction": "sum"},
                 "model": {"depth": 25},
                 "trainer": {"max_steps": max_steps},
                 "paths": {"runs_dir": "runs"},
             }
             write_run(
-                root / f"{variant}-{seed}",
+                root / (f"{variant}-{seed}" + ("" if lr == 1e-6 else f"-lr{lr:g}")),
                 experiment=FIG,
                 seed=seed,
                 norm=norm["name"],
@@ -123,3 +133,25 @@ def test_a_norm_option_changed_within_one_norm_is_refused(tmp_path) -> None:
         spec.draw(table)
     with pytest.raises(ValueError, match=r"norm.momentum"):
         evaluate_claims(spec.claims, table)
+
+
+def test_drawn_from_a_suite_with_other_rates_the_figure_keeps_lr_1e6(tmp_path) -> None:
+    """The suite's sweep also holds standard and BN runs at lr 1e-7 (for Fig. 3(b)): Fig. 5(b) and
+    its claims leave them aside and give what the lr 1e-6 runs alone give."""
+    final = {"none": 100, "batch": 50, "l1": 20, "l2": 45, "linf": 52}
+    alone = dln_sweep(tmp_path / "alone", final)
+    suite = dln_sweep(tmp_path / "suite", final)
+    dln_sweep(suite, {"none": 1e4, "batch": 1e4}, lr=1e-7, variants=("none", "batch"))
+    spec = FIGURES[FIG]
+    table = spec.load([suite])
+    assert sorted(table["optim.lr"].unique()) == [1e-7, 1e-6]
+    pd.testing.assert_frame_equal(spec.data(table), spec.data(spec.load([alone])))
+    pd.testing.assert_frame_equal(
+        evaluate_claims(spec.claims, table), evaluate_claims(spec.claims, spec.load([alone]))
+    )
+    assert (_verdicts(suite) == "reproduced").all()
+    # Without its lr 1e-6 runs the figure says which rate it needs.
+    only_slow = dln_sweep(tmp_path / "slow", final, lr=1e-7)
+    with pytest.raises(ValueError, match=r"no runs at optim.lr=1e-06 \(found: 1e-07\)"):
+        spec.data(spec.load([only_slow]))
+    assert (_verdicts(only_slow) == "insufficient data").all()

@@ -7,9 +7,10 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from fakeruns import base_config, write_run
+from fakeruns import base_config, write_csv, write_run
 
 from normlab.results import (
     check_one_setting,
@@ -17,6 +18,7 @@ from normlab.results import (
     config_differences,
     find_runs,
     load_metrics,
+    load_run_files,
     load_summaries,
     newest_multirun,
 )
@@ -316,3 +318,89 @@ def test_no_finished_multirun_is_an_error_that_says_why(tmp_path: Path) -> None:
     _finished_sweep(tmp_path / "multirun_x", 1_000, status="diverged")
     with pytest.raises(FileNotFoundError, match="1 multirun directory, none with a finished run"):
         newest_multirun(tmp_path)
+
+
+# --- per-run files (landscape.csv, act_hist.csv) -------------------------------------------------
+
+
+def _landscape_run(root: Path, seed: int, rows: list[tuple], **kw) -> Path:
+    run = write_run(root / f"seed={seed}", seed=seed, curves={"train/loss": {0: 1.0}}, **kw)
+    write_csv(run / "landscape.csv", ("step", "eta", "loss", "grad_diff"), rows)
+    return run
+
+
+def test_run_files_are_joined_with_their_summary_row(tmp_path: Path) -> None:
+    _landscape_run(tmp_path, 0, [(0, 1e-8, 5.0, 0.1), (0, 1e-7, 6.0, 0.2), (100, 1e-8, 4.0, 0.1)])
+    _landscape_run(tmp_path, 1, [(0, 1e-8, 5.5, 0.3)])
+    df = load_run_files([tmp_path], "landscape.csv")
+    assert list(df.columns[:5]) == ["run_dir", "step", "eta", "loss", "grad_diff"]
+    assert len(df) == 4 and set(df["seed"]) == {0, 1}
+    assert df["last_step"].eq(50000).all() and df["norm.name"].eq("none").all()
+    assert df.loc[df["seed"] == 1, "grad_diff"].tolist() == [0.3]
+    assert df.attrs["without_file"] == {"landscape.csv": []}
+    # From a load_summaries table: the same rows.
+    same = load_run_files(load_summaries([tmp_path]), "landscape.csv")
+    pd.testing.assert_frame_equal(same, df)
+
+
+def test_a_run_without_the_file_is_reported_and_left_out_runs_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _landscape_run(tmp_path, 0, [(0, 1e-8, 5.0, 0.1)])
+    bare = write_run(tmp_path / "seed=1", seed=1, curves={"train/loss": {0: 1.0}})
+    write_run(tmp_path / "failed", status="failed", step=3)
+    with caplog.at_level(logging.WARNING, logger="normlab.results"):
+        df = load_run_files([tmp_path], "landscape.csv")
+    assert df.attrs["without_file"] == {"landscape.csv": [str(bare.resolve())]}
+    assert df.attrs["left_out"] == {"failed": 1}
+    assert "1 of 2 runs have no landscape.csv" in caplog.text and "seed=1" in caplog.text
+    assert "left out 1 of 3 runs: 1 failed" in caplog.text
+
+
+def test_torn_last_line_of_a_run_file_is_dropped_and_non_finite_values_kept(
+    tmp_path: Path,
+) -> None:
+    run = _landscape_run(tmp_path, 0, [(0, 1e-8, 5.0, 0.1), (0, 3e-5, float("inf"), float("nan"))])
+    with (run / "landscape.csv").open("a") as f:
+        f.write("100,1e-08,4.")  # a run killed mid-append
+    df = load_run_files([tmp_path], "landscape.csv")
+    assert df["step"].tolist() == [0, 0]
+    assert np.isinf(df["loss"].iloc[1]) and np.isnan(df["grad_diff"].iloc[1])
+    # A file created but not flushed yet: no rows, and the run is not "without the file".
+    (run / "landscape.csv").write_text("step,eta,lo")
+    df = load_run_files([tmp_path], "landscape.csv")
+    assert df.empty and df.attrs["without_file"] == {"landscape.csv": []}
+
+
+def test_run_files_join_the_metrics_table_as_metrics(tmp_path: Path) -> None:
+    for seed in (0, 1, 2):
+        _landscape_run(tmp_path, seed, [(0, 1e-8, 5.0 + seed, 0.1), (0, 1e-7, 6.0, 0.2 * seed)])
+    run = write_run(tmp_path / "hist", seed=3, curves={"train/loss": {0: 1.0}})
+    write_csv(
+        run / "act_hist.csv",
+        ("step", "layer", "bin_lo", "bin_hi", "count"),
+        [(0, 1, -1.0, 0.0, 4), (0, 1, 0.0, 1.0, 6)],
+    )
+    table = load_metrics(
+        [tmp_path], metrics=["train/loss"], files=("landscape.csv", "act_hist.csv")
+    )
+    assert set(table["metric"]) == {
+        "train/loss",
+        "landscape_curve/loss",
+        "landscape_curve/grad_diff",
+        "act_hist/count",
+    }
+    curve = table[table["metric"] == "landscape_curve/grad_diff"].sort_values(["seed", "eta"])
+    assert curve["eta"].tolist() == [1e-8, 1e-7] * 3
+    assert curve["value"].tolist() == [0.1, 0.0, 0.1, 0.2, 0.1, 0.4]
+    counts = table[table["metric"] == "act_hist/count"]
+    assert counts["value"].tolist() == [4.0, 6.0] and counts["bin_hi"].tolist() == [0.0, 1.0]
+    assert table.loc[table["metric"] == "train/loss", "eta"].isna().all()
+    # The file's key columns are not config: the runs are still one setting.
+    assert not {"eta", "layer", "bin_lo", "bin_hi"} & set(config_columns(table))
+    check_one_setting(table)
+    assert table.attrs["without_file"]["act_hist.csv"] == [
+        str((tmp_path / f"seed={s}").resolve()) for s in (0, 1, 2)
+    ]
+    with pytest.raises(ValueError, match="unknown per-run file 'nope.csv'"):
+        load_metrics([tmp_path], files=("nope.csv",))

@@ -1,9 +1,11 @@
 """Run directories on disk -> tidy pandas tables. The only code that reads run directories.
 
-The format read here is documented in docs/run-directory.md. Two tables come out:
+The format read here is documented in docs/run-directory.md. Three tables come out:
 
 - `load_summaries`: one row per run (its `summary.json`, config flattened to dotted columns);
-- `load_metrics`: one row per logged value (`metrics.csv`), joined with the run's summary row.
+- `load_metrics`: one row per logged value (`metrics.csv`), joined with the run's summary row;
+  with `files=`, the rows of per-run files (`landscape.csv`, `act_hist.csv`) in the same long form;
+- `load_run_files`: the rows of one per-run file as they are, joined with the run's summary row.
 
 Runs whose status is not wanted (by default anything but `finished`) are left out, and the loader
 says so: a warning on the `normlab.results` logger and the counts in `df.attrs["left_out"]`.
@@ -15,6 +17,7 @@ vary (seed, norm, ...), and `newest_multirun` finds the latest sweep of an exper
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import logging
 from collections import Counter
@@ -58,8 +61,24 @@ BOOKKEEPING_KEYS = (
     "threads",
 )
 
+# Per-run long files beside metrics.csv (docs/run-directory.md): file name -> (the metric prefix of
+# its value columns in a `load_metrics` table, its key columns besides `step`). In that table
+# landscape.csv's `grad_diff` is metric `landscape_curve/grad_diff`, its `eta` a column. The key
+# columns' names are taken: they are never read as config keys (`config_columns`).
+RUN_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "landscape.csv": ("landscape_curve", ("eta",)),
+    "act_hist.csv": ("act_hist", ("layer", "bin_lo", "bin_hi")),
+}
+
 # Columns of a load_summaries / load_metrics table that do not come from the run's config.
-_NOT_CONFIG = {"run_dir", *SUMMARY_FIELDS, "last_step", "metric", "value"}
+_NOT_CONFIG = {
+    "run_dir",
+    *SUMMARY_FIELDS,
+    "last_step",
+    "metric",
+    "value",
+    *(key for _, keys in RUN_FILES.values() for key in keys),
+}
 
 PathLike = str | Path
 
@@ -181,6 +200,7 @@ def load_metrics(
     paths: Iterable[PathLike],
     statuses: Sequence[str] = ("finished",),
     metrics: Sequence[str] | None = None,
+    files: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Every logged value of the runs under `paths`: a long table `run_dir, step, metric, value`
     joined with the run's `load_summaries` row.
@@ -189,12 +209,21 @@ def load_metrics(
     here is the step of the logged value. `metrics` keeps only metric names that equal one of its
     entries or match it as a shell-style glob (`act/layer3/unit*/p*`). A (step, metric) pair
     logged twice in a run keeps the last value. Left-out runs are reported as in
-    `load_summaries` (and in `df.attrs["left_out"]`)."""
-    return join_metrics(load_summaries(paths, statuses=statuses), metrics=metrics)
+    `load_summaries` (and in `df.attrs["left_out"]`). `files` adds per-run files, see
+    `join_metrics`."""
+    return join_metrics(load_summaries(paths, statuses=statuses), metrics=metrics, files=files)
 
 
-def join_metrics(summaries: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """`load_metrics` for runs already loaded by `load_summaries` (read once, report once)."""
+def join_metrics(
+    summaries: pd.DataFrame, metrics: Sequence[str] | None = None, files: Sequence[str] = ()
+) -> pd.DataFrame:
+    """`load_metrics` for runs already loaded by `load_summaries` (read once, report once).
+
+    Each per-run file named in `files` (a key of `RUN_FILES`) adds its rows in the same long form:
+    every value column becomes a metric `<prefix>/<column>` (landscape.csv's `grad_diff`:
+    `landscape_curve/grad_diff`) and its key columns stay columns (`eta`; NaN on the other rows).
+    `metrics` does not filter these. Runs without such a file are reported as in
+    `load_run_files` (`df.attrs["without_file"]`)."""
     if isinstance(metrics, str):
         metrics = [metrics]
     tables = []
@@ -208,9 +237,98 @@ def join_metrics(summaries: pd.DataFrame, metrics: Sequence[str] | None = None) 
         else pd.DataFrame({"run_dir": [], "step": [], "metric": [], "value": []})
     )
     long = long.astype({"step": "int64", "value": "float64"})
+    without_file: dict[str, list[str]] = {}
+    for filename in files:
+        rows = _long_file_rows(summaries, filename)
+        without_file[filename] = rows.attrs["without_file"][filename]
+        long = pd.concat([long, rows], ignore_index=True)
     table = long.merge(summaries.rename(columns={"step": "last_step"}), on="run_dir", how="left")
     table.attrs["left_out"] = dict(summaries.attrs.get("left_out", {}))
+    if files:
+        table.attrs["without_file"] = without_file
     return table
+
+
+# --- per-run files --------------------------------------------------------------------------------
+
+
+def _read_run_file(path: Path) -> pd.DataFrame | None:
+    """One per-run CSV file (a header, then numbers), or None if the run has none.
+
+    A run that died mid-append may leave a torn last line (no line end): it is dropped, as are
+    rows whose step does not parse. Every column is read as numbers; `nan`/`inf` (a probe's walk
+    that blew up) stay as they are."""
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    try:
+        df = pd.read_csv(io.StringIO(text))
+    except pd.errors.EmptyDataError:  # created, nothing flushed yet
+        return pd.DataFrame({"step": []})
+    df = df.apply(pd.to_numeric, errors="coerce")
+    df = df.dropna(subset=["step"])
+    return df.astype({"step": "int64"})
+
+
+def load_run_files(
+    paths_or_summaries: Iterable[PathLike] | pd.DataFrame,
+    filename: str,
+    statuses: Sequence[str] = ("finished",),
+) -> pd.DataFrame:
+    """The rows of each run's per-run file `filename` (`landscape.csv`: `step, eta, loss,
+    grad_diff`), as the file has them, joined with the run's `load_summaries` row (its `step`
+    renamed `last_step`, as in `load_metrics`).
+
+    `paths_or_summaries`: run/sweep directories (runs kept by `statuses`, the others reported as
+    in `load_summaries`), or a `load_summaries` table (`statuses` then unused). A kept run without
+    the file is not skipped silently: one warning on the `normlab.results` logger names it, and
+    `df.attrs["without_file"]` = {filename: [run_dir, ...]}. Rows are kept as written: a step
+    that a resumed run wrote twice appears twice (the figures keep the last)."""
+    summaries = (
+        paths_or_summaries
+        if isinstance(paths_or_summaries, pd.DataFrame)
+        else load_summaries(paths_or_summaries, statuses=statuses)
+    )
+    tables, without = [], []
+    for run_dir in summaries["run_dir"]:
+        df = _read_run_file(Path(run_dir) / filename)
+        if df is None:
+            without.append(str(run_dir))
+            continue
+        df.insert(0, "run_dir", run_dir)
+        tables.append(df)
+    if without:
+        shown = ", ".join(without[:3]) + (", ..." if len(without) > 3 else "")
+        log.warning(f"{len(without)} of {len(summaries)} runs have no {filename}: {shown}")
+    rows = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"run_dir": []})
+    rows = rows.reindex(
+        columns=["run_dir", "step", *(c for c in rows if c not in ("run_dir", "step"))]
+    )
+    rows = rows.astype({"step": "int64"})
+    table = rows.merge(summaries.rename(columns={"step": "last_step"}), on="run_dir", how="left")
+    table.attrs["left_out"] = dict(summaries.attrs.get("left_out", {}))
+    table.attrs["without_file"] = {filename: without}
+    return table
+
+
+def _long_file_rows(summaries: pd.DataFrame, filename: str) -> pd.DataFrame:
+    """`run_dir, step, metric, value, <key columns>` of a per-run file of `RUN_FILES`."""
+    if filename not in RUN_FILES:
+        raise ValueError(f"unknown per-run file {filename!r}; known: {', '.join(RUN_FILES)}")
+    prefix, keys = RUN_FILES[filename]
+    rows = load_run_files(summaries[["run_dir"]], filename)
+    rows = rows.reindex(columns=[*rows.columns, *(k for k in keys if k not in rows.columns)])
+    values = [c for c in rows.columns if c not in ("run_dir", "step", *keys)]
+    long = rows.melt(
+        id_vars=["run_dir", "step", *keys], value_vars=values, var_name="metric", value_name="value"
+    )
+    long["metric"] = prefix + "/" + long["metric"]
+    long = long.astype({"step": "int64", "value": "float64"})
+    long = long[["run_dir", "step", "metric", "value", *keys]]
+    long.attrs["without_file"] = rows.attrs["without_file"]
+    return long
 
 
 # --- one setting ----------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 report out.
 
 `FIGURES` maps a figure id, which is the name of the experiment preset whose runs it draws
-(`ioffe2015/fig1_mnist`), to its `FigureSpec`. Figures never train and never read run directories
-themselves: they go through `normlab.results`.
+(`ioffe2015/fig1_mnist`), to its `FigureSpec`. `SUITES` maps a preset whose sweep feeds several
+figures (`santurkar2018/dln_suite`) to those figures' ids. Figures never train and never read run
+directories themselves: they go through `normlab.results`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from matplotlib.figure import Figure
 from normlab.claims import Claim, claims_markdown, evaluate_claims
 from normlab.results import PathLike, load_metrics
 
-# The columns of a figure's plotted data (`FigureSpec.data`): one row per plotted point.
+# The columns of a figure's plotted data (`FigureSpec.data`): one row per plotted point. A figure
+# whose x axis is not the training step adds its x column after `step` (Fig. 11 of Santurkar 2018:
+# `eta`, the step size; `step` is then the training step the curve was measured at).
 DATA_COLUMNS = ["panel", "series", "step", "mean", "min", "max", "n"]
 
 
@@ -28,6 +31,10 @@ DATA_COLUMNS = ["panel", "series", "step", "mean", "min", "max", "n"]
 class FigureSpec:
     """One paper figure: the metrics (names or globs) it reads, its plotted data, how to draw it,
     and its claims.
+
+    `files` names the per-run files (`normlab.results.RUN_FILES`: `landscape.csv`, ...) the figure
+    or its claims read besides metrics.csv; their rows join the table as metrics
+    (`landscape_curve/grad_diff`, with an `eta` column), see `normlab.results.join_metrics`.
 
     `data(table)` gives the numbers the figure plots, a tidy frame with `DATA_COLUMNS`: for each
     `panel` and `series` (a line), per `step`, the `mean`, `min` and `max` over the `n` runs that
@@ -40,6 +47,7 @@ class FigureSpec:
     data: Callable[[pd.DataFrame], pd.DataFrame]
     draw: Callable[[pd.DataFrame], Figure]
     claims: list[Claim] = field(default_factory=list)
+    files: tuple[str, ...] = ()
 
     def needed_metrics(self) -> list[str]:
         """The metric names/globs the figure and its claims read."""
@@ -48,20 +56,28 @@ class FigureSpec:
     def load(
         self, paths: Iterable[PathLike], statuses: Sequence[str] = ("finished",)
     ) -> pd.DataFrame:
-        """The `load_metrics` table of the runs under `paths`, limited to what this figure reads."""
-        return load_metrics(paths, statuses=statuses, metrics=self.needed_metrics())
+        """The `load_metrics` table of the runs under `paths`, limited to what this figure reads
+        (its metrics, and the rows of its per-run `files`)."""
+        return load_metrics(
+            paths, statuses=statuses, metrics=self.needed_metrics(), files=self.files
+        )
 
 
 def infer_figure_id(table: pd.DataFrame) -> str:
     """The figure id of the runs in `table` (a `load_summaries` or `load_metrics` table), read from
     their `experiment` column. ValueError, listing what was found and the registered ids, when the
-    runs belong to no registered figure or to several."""
+    runs belong to no registered figure or to several, or to a suite (`SUITES`) that feeds several
+    figures: the message then names those."""
     registered = ", ".join(sorted(FIGURES))
     found = sorted(str(e) for e in table["experiment"].dropna().unique()) if len(table) else []
     if len(found) == 1 and found[0] in FIGURES:
         return found[0]
     if not found:
         raise ValueError(f"no runs to infer the figure from; registered figures: {registered}")
+    if len(found) == 1 and found[0] in SUITES:
+        raise ValueError(
+            f"runs of {found[0]} feed several figures; name one: {', '.join(SUITES[found[0]])}"
+        )
     if len(found) > 1:
         problem = f"the runs come from several experiments ({', '.join(found)})"
     else:
@@ -143,15 +159,37 @@ def write_plot(
 
 
 # The registry; figure modules import FigureSpec from here, hence the import at the bottom.
-from normlab.figures import ioffe2015_fig1, santurkar2018_dln  # noqa: E402
+from normlab.figures import (  # noqa: E402
+    ioffe2015_fig1,
+    santurkar2018_common,
+    santurkar2018_dln,
+    santurkar2018_dln_activations,
+    santurkar2018_dln_gradchange,
+    santurkar2018_dln_ics,
+    santurkar2018_dln_landscape,
+)
 
-FIGURES: dict[str, FigureSpec] = {
-    spec.id: spec for spec in (ioffe2015_fig1.FIGURE, santurkar2018_dln.FIG5B)
+_DLN_FIGURES = (
+    santurkar2018_dln_ics.FIG3B,
+    santurkar2018_dln.FIG5B,
+    santurkar2018_dln_activations.FIG9,
+    santurkar2018_dln_landscape.FIG10,
+    santurkar2018_dln_gradchange.FIG11,
+    santurkar2018_dln_landscape.FIG13,
+)
+
+FIGURES: dict[str, FigureSpec] = {spec.id: spec for spec in (ioffe2015_fig1.FIGURE, *_DLN_FIGURES)}
+
+# The DLN suite's runs are the union of the DLN figures' sweeps (conf/experiment/santurkar2018/
+# dln_suite.yaml): every DLN figure draws from it, so its runs name no one figure.
+SUITES: dict[str, tuple[str, ...]] = {
+    santurkar2018_common.SUITE_ID: tuple(spec.id for spec in _DLN_FIGURES),
 }
 
 __all__ = [
     "DATA_COLUMNS",
     "FIGURES",
+    "SUITES",
     "FigureSpec",
     "infer_figure_id",
     "new_figure",

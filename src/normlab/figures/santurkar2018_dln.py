@@ -1,8 +1,9 @@
 """Santurkar et al. 2018 on the deep linear network (DLN).
 
 Fig. 5(b): training loss of the 25-layer DLN with l_1, l_2 and l_inf normalisation (Sec. 3.3),
-next to the standard and the BN net. Lines are means over seeds of the logged values, bands
-min..max; the y axis is logarithmic, as the loss spans orders of magnitude.
+next to the standard and the BN net, at lr 1e-6. Lines are means over seeds of the logged values,
+bands min..max; the y axis is logarithmic, as the loss spans orders of magnitude. Drawn from the
+figure's own sweep or from `santurkar2018/dln_suite` (whose lr 1e-7 runs it leaves aside).
 """
 
 from __future__ import annotations
@@ -11,62 +12,30 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from normlab.claims import Claim, Measurement, select_runs, window_note
+from normlab.claims import Claim, Measurement, window_note
 from normlab.figures import DATA_COLUMNS, FigureSpec, band_over_runs, new_figure, plot_band
-from normlab.results import check_one_setting
+from normlab.figures.santurkar2018_common import (
+    COLORS,
+    LABELS,
+    LP_VARIANTS,
+    LR,
+    VARIANT,
+    select_claim_runs,
+    select_dln_runs,
+    with_variants,
+)
+
+__all__ = ["COLORS", "FIG5B", "LABELS", "LP_VARIANTS", "VARIANT", "plot_data", "with_variants"]
 
 FIG5B_ID = "santurkar2018/dln_fig5b_lp"
 LOSS = "train/loss"
-VARIANT = "norm.variant"  # derived: none, batch, l1, l2, linf
-LABELS = {"none": "Standard", "batch": "BN", "l1": "l1", "l2": "l2", "linf": "l_inf"}
-COLORS = {
-    "none": "black",
-    "batch": "tab:red",
-    "l1": "tab:blue",
-    "l2": "tab:green",
-    "linf": "tab:purple",
-}
-LP_VARIANTS = ("l1", "l2", "linf")
-
-
-def _variant(name: object, p: object) -> str:
-    if name != "lp":
-        return str(name)
-    p = str(p).removesuffix(".0")
-    return f"l{p}"
-
-
-def with_variants(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with a `norm.variant` column telling the l_p norms apart by p."""
-    p = table["norm.p"] if "norm.p" in table else pd.Series(np.nan, index=table.index)
-    return table.assign(
-        **{VARIANT: [_variant(n, q) for n, q in zip(table["norm.name"], p, strict=True)]}
-    )
 
 
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5(b)'s numbers: per norm variant and step, mean/min/max of `train/loss` over the `n`
-    runs (seeds) that logged it. ValueError when a variant is missing or settings are mixed."""
-    table = with_variants(table)
-    check_one_setting(table, vary=["seed", "norm.*"], what=FIG5B_ID)
-    for variant in LABELS:  # a norm's own options (eps, momentum) may differ between norms only
-        check_one_setting(table[table[VARIANT] == variant], vary=["seed"], what=FIG5B_ID)
-    found = set(table[VARIANT])
-    missing = [v for v in LABELS if v not in found]
-    if missing:
-        raise ValueError(
-            f"{FIG5B_ID}: no runs with norm {', '.join(missing)} (found: {', '.join(sorted(found))}); "
-            f"the figure needs {', '.join(LABELS)}"
-        )
-    counts = table.groupby([VARIANT, "seed"])["run_dir"].nunique()
-    if (counts > 1).any():
-        dupes = ", ".join(f"{v} seed {s}: {c} runs" for (v, s), c in counts[counts > 1].items())
-        raise ValueError(
-            f"{FIG5B_ID}: several runs for one norm and seed ({dupes}); draw one sweep at a time"
-        )
-    seeds = {v: sorted(table.loc[table[VARIANT] == v, "seed"].unique()) for v in LABELS}
-    if len({tuple(s) for s in seeds.values()}) > 1:
-        raise ValueError(f"{FIG5B_ID}: the norms ran different seeds: {seeds}")
+    runs (seeds) at lr 1e-6 that logged it. ValueError when a variant is missing or settings are
+    mixed (`select_dln_runs`)."""
+    table = select_dln_runs(table, FIG5B_ID, list(LABELS), lrs=(LR,))
     frames = []
     for variant, label in LABELS.items():
         rows = table[(table[VARIANT] == variant) & (table["metric"] == LOSS)]
@@ -86,19 +55,20 @@ def draw(table: pd.DataFrame) -> Figure:
         plot_band(ax, data[data["series"] == label], label, COLORS[variant])
     ax.set(yscale="log", xlabel="training step", ylabel="training loss", title="(b) DLN")
     ax.legend()
-    seeds = sorted(table["seed"].dropna().unique())
+    seeds = sorted(select_dln_runs(table, FIG5B_ID, list(LABELS))["seed"].unique())
     fig.suptitle(
-        "Santurkar et al. 2018, Fig. 5(b), DLN:\nmean over seeds "
+        "Santurkar et al. 2018, Fig. 5(b), DLN, lr 1e-6:\nmean over seeds "
         f"{'/'.join(str(int(s)) for s in seeds)}, band min..max",
         fontsize=9,
     )
     return fig
 
 
-def _final_losses(table: pd.DataFrame, claim: Claim, variants: tuple[str, ...]) -> dict:
-    """Per (variant, seed): the mean training loss over the claim's window (the end of training)."""
-    sel = select_runs(with_variants(table), claim, VARIANT, list(variants), vary=("seed", "norm.*"))
-    return {key: float(rows["value"].mean()) for key, rows in sel.items()}, sel
+def _final_losses(table: pd.DataFrame, claim: Claim, variants: tuple[str, ...]) -> tuple:
+    """Per (variant, seed), lr 1e-6 runs: the mean training loss over the claim's window (the end
+    of training); and the selected rows."""
+    sel = select_claim_runs(table, claim, variants, lrs=(LR,))
+    return {(v, s): float(rows["value"].mean()) for (_, v, s), rows in sel.items()}, sel
 
 
 def measure_lp_like_bn(table: pd.DataFrame, claim: Claim) -> Measurement:
