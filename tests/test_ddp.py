@@ -102,11 +102,17 @@ def _probe_values(run_dir: Path) -> pd.Series:
     return probed.set_index(["step", "metric"]).value.sort_index()
 
 
-def test_ddp_probes_give_the_numbers_of_one_process_on_the_global_batch(tmp_path) -> None:
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_ddp_probes_give_the_numbers_of_one_process_on_the_global_batch(reduction, tmp_path):
     # norm=none (no batch statistics, so the ranks' shards make exactly the global batch's loss):
-    # each rank computes G, G' and the landscape walk on its shard, reduced once across ranks.
+    # each rank computes G, G' and the landscape walk on its shard, reduced once across ranks
+    # (summed for a summed loss, averaged for a mean one).
     common = [
         "experiment=santurkar2018/dln_fig5b_lp",
+        f"module.reduction={reduction}",
+        # the same step either way (the summed loss is 1000x the mean): updates large enough
+        # that G' differs from G by more than round-off
+        f"optim.lr={1e-6 if reduction == 'sum' else 1e-3}",
         "debug=smoke",
         "norm=none",
         "model.depth=6",
@@ -128,7 +134,10 @@ def test_ddp_probes_give_the_numbers_of_one_process_on_the_global_batch(tmp_path
     values_one, values_two = _probe_values(tmp_path / "one"), _probe_values(tmp_path / "two")
     assert len(values_one) == 2 * (4 + 6)  # steps 0 and 5: 2 layers x (l2, cos) + 6 landscape
     assert values_two.index.equals(values_one.index)
-    np.testing.assert_allclose(values_two, values_one, rtol=1e-4)
+    # cosines near 1 are compared through 1 - cos, where a wrong reduction would show
+    is_cos = values_one.index.get_level_values("metric").str.endswith("/cos")
+    values_one[is_cos], values_two[is_cos] = 1 - values_one[is_cos], 1 - values_two[is_cos]
+    np.testing.assert_allclose(values_two, values_one, rtol=1e-3, atol=1e-6)
     curves = [pd.read_csv(tmp_path / d / "landscape.csv") for d in ("one", "two")]
     assert len(curves[0]) == len(curves[1]) == 20  # written once (rank 0), 10 etas x 2 steps
     np.testing.assert_allclose(curves[1].to_numpy(), curves[0].to_numpy(), rtol=1e-4)

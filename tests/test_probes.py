@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from normlab.config import compose_config
 from normlab.models import DLN
-from normlab.norms import seed_noise
+from normlab.norms import frozen_noise, seed_noise
 from normlab.probes import ICSProbe, LandscapeProbe
 from normlab.probes.functional import detached_parameters, gradients_along
 from normlab.probes.ics import ics_gradients, ics_metrics
@@ -67,8 +68,6 @@ def test_g_prime_is_the_gradient_of_a_copy_whose_earlier_layers_took_the_optimiz
     real_step(model, optimizer, x, y)
     after = detached_parameters(model)
     layers = [1, 3, 5]
-    from normlab.norms import frozen_noise
-
     with frozen_noise(model, replay_last=True):
         grads = ics_gradients(model, sum_sq, x, y, before, after, layers)
 
@@ -117,8 +116,6 @@ def test_landscape_walk_equals_a_loop_over_deep_copies(norm, method) -> None:
     g = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
     state = copy.deepcopy(model.state_dict())
     etas = eta_grid(0.01, 30.0, 6, "log").float() * 1e-3
-    from normlab.norms import frozen_noise
-
     with frozen_noise(model, replay_last=True):
         losses, grads = gradients_along(
             model, sum_sq, detached_parameters(model), g, etas, x, y, method
@@ -196,16 +193,57 @@ class Recorder:
         self.callback = _Callback()
 
 
-def test_probes_in_training_measure_step_t_with_the_real_update(tmp_path) -> None:
-    # Adam: the real update is nothing like -lr * g. The probe's step-0 numbers must equal brute
-    # force on copies of the model before and after step 0.
+def layer_of(name: str) -> int:
+    return int(name.split(".")[1].removeprefix("layer"))
+
+
+def brute_force_step(before: nn.Module, after: nn.Module, x, y, layers, etas):
+    """ICS's (G, G') per layer and the landscape walk's (loss, grad change) per eta, on deep
+    copies of the model before and after a step, with `.backward()`."""
+
+    def grads_of(model: nn.Module) -> dict[str, torch.Tensor]:
+        # one forward per copy: a noisy-BN copy draws the step's noise once
+        model.zero_grad()
+        loss = sum_sq(model(x), y)
+        loss.backward()
+        model.loss = loss.item()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    g = grads_of(copy.deepcopy(before))
+    ics = {}
+    for i in layers:
+        mixed = copy.deepcopy(before)
+        with torch.no_grad():
+            for name, p in mixed.named_parameters():
+                if layer_of(name) < i:
+                    p.copy_(dict(after.named_parameters())[name])
+        weight = next(n for n in g if layer_of(n) == i and g[n].dim() == 2)
+        ics[i] = ics_metrics(g[weight].flatten(), grads_of(mixed)[weight].flatten())
+    g_flat = torch.cat([t.flatten() for t in g.values()])
+    walk = []
+    for eta in etas:
+        moved = copy.deepcopy(before)
+        with torch.no_grad():
+            for name, p in moved.named_parameters():
+                p.sub_(eta * g[name])
+        g_eta = torch.cat([t.flatten() for t in grads_of(moved).values()])
+        walk.append((moved.loss, torch.linalg.vector_norm(g_eta - g_flat).item()))
+    return ics, walk, torch.linalg.vector_norm(g_flat).item()
+
+
+@pytest.mark.parametrize("norm,method", [("batch", "vmap"), ("noisy_batch", "loop")])
+def test_probes_in_training_measure_step_t_with_the_real_update(norm, method, tmp_path) -> None:
+    # Adam: the real update is nothing like -lr * g. The probes' step-0 numbers must equal brute
+    # force on deep copies of the model before and after step 0 (noisy BN: the copies draw the
+    # step's own noise, as the probes do).
     overrides = dln_overrides(
         tmp_path,
-        "norm=batch",
+        f"norm={norm}",
         "probe=[ics,landscape]",
-        "probe.ics.layers=[2,5]",
+        "probe.ics.layers=[1,2,5]",
         "probe.ics.every_n_steps=3",
         "probe.landscape.every_n_steps=3",
+        f"probe.landscape.method={method}",
         "+optim.betas=[0.9,0.99]",
         "optim._target_=torch.optim.Adam",
         "optim.lr=1e-3",
@@ -220,29 +258,33 @@ def test_probes_in_training_measure_step_t_with_the_real_update(tmp_path) -> Non
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     ics = metrics[metrics.metric.str.startswith("ics/")]
     assert sorted(ics.step.unique()) == [0, 3, 6]
-    assert set(ics.metric) == {f"ics/layer{i}/{m}" for i in (2, 5) for m in ("l2", "cos")}
-    x, y = recorder.batch
-    before = detached_parameters(recorder.before)
-    after = detached_parameters(recorder.after)
+    assert set(ics.metric) == {f"ics/layer{i}/{m}" for i in (1, 2, 5) for m in ("l2", "cos")}
+    curves = pd.read_csv(tmp_path / "run" / "landscape.csv")
+    assert sorted(curves.step.unique()) == [0, 3, 6] and len(curves) == 3 * 10
+    step0 = curves[curves.step == 0]
+    np.testing.assert_allclose(step0.eta, eta_grid(0.01, 30.0, 10, "log").numpy() * 1e-3)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the preset's threads: the same summation order as in the run
     try:
-        grads = ics_gradients(recorder.before, result.module.loss, x, y, before, after, [2, 5])
+        x, y = recorder.batch
+        expected_ics, walk, g_norm = brute_force_step(
+            recorder.before, recorder.after, x, y, [1, 2, 5], step0.eta.tolist()
+        )
     finally:
         torch.set_num_threads(threads)
     at0 = metrics[metrics.step == 0].set_index("metric").value
+    assert at0["ics/layer1/l2"] == 0.0  # no earlier layer: G' = G
     for i in (2, 5):
-        l2, cos = ics_metrics(*grads[i])
-        assert at0[f"ics/layer{i}/l2"] == pytest.approx(l2, rel=1e-5)
-        assert at0[f"ics/layer{i}/cos"] == pytest.approx(cos, rel=1e-6)
-    curves = pd.read_csv(tmp_path / "run" / "landscape.csv")
-    assert sorted(curves.step.unique()) == [0, 3, 6] and len(curves) == 3 * 10
-    assert curves.eta.min() == pytest.approx(0.01 * 1e-3) and curves.eta.max() == pytest.approx(
-        30e-3
-    )
-    step0 = curves[curves.step == 0]
-    assert at0["landscape/loss_max"] == pytest.approx(step0.loss.max(), rel=1e-6)
-    assert at0["landscape/grad_diff_min"] == pytest.approx(step0.grad_diff.min(), rel=1e-6)
+        l2, cos = expected_ics[i]
+        assert at0[f"ics/layer{i}/l2"] == pytest.approx(l2, rel=1e-4)
+        assert 1 - at0[f"ics/layer{i}/cos"] == pytest.approx(1 - cos, rel=1e-3, abs=1e-7)
+    losses, diffs = np.array(walk).T
+    np.testing.assert_allclose(step0.loss, losses, rtol=1e-5)
+    np.testing.assert_allclose(step0.grad_diff, diffs, rtol=1e-4)
+    assert at0["landscape/grad_norm"] == pytest.approx(g_norm, rel=1e-5)
+    assert at0["landscape/loss_max"] == pytest.approx(losses.max(), rel=1e-5)
+    assert at0["landscape/grad_diff_min"] == pytest.approx(diffs.min(), rel=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["batch", "noisy_batch", "l1"])
@@ -256,8 +298,11 @@ def test_all_probes_at_every_step_leave_training_bit_identical(norm, tmp_path) -
         *(f"probe.{p}.every_n_steps=1" for p in ("ics", "landscape", "activations")),
     ]
     on = run(compose_config([*common, *probes_on]), tmp_path / "on", common)
+    rng_on = torch.get_rng_state()
     off = run(compose_config([*common, "probe=none"]), tmp_path / "off", common)
     assert on.status == off.status == "finished"
+    # both runs start from the same seed: the probes drew nothing from the global RNG
+    assert torch.equal(rng_on, torch.get_rng_state())
     metrics_on = pd.read_csv(tmp_path / "on" / "metrics.csv")
     assert {"ics/layer6/cos", "landscape/beta_eff", "act/layer5/p50"} <= set(metrics_on.metric)
     losses = [
@@ -283,12 +328,14 @@ def test_all_probes_at_every_step_leave_training_bit_identical(norm, tmp_path) -
         ("probe.landscape.method=scan", "method='scan'; valid choices: ['vmap', 'loop']"),
         ("probe.landscape.eta_lo=0", "need 0 < eta_lo <= eta_hi"),
         ("probe.ics.every_n_steps=0", "probe.ics.every_n_steps must be >= 1"),
+        ("norm.momentum=null", "method=vmap cannot run with norm.momentum=null"),
     ],
 )
 def test_bad_probe_settings_fail_at_start_naming_the_valid_choices(override, message, tmp_path):
     from normlab.errors import NormlabError
 
-    overrides = dln_overrides(tmp_path, "probe=[ics,landscape]", override)
+    norm = ["norm=batch"] if override.startswith("norm.") else []
+    overrides = dln_overrides(tmp_path, "probe=[ics,landscape]", *norm, override)
     overrides.remove("model.depth=6")
     with pytest.raises(Exception) as err:
         run(compose_config(overrides), tmp_path / "run", overrides)
@@ -305,3 +352,13 @@ def test_probes_are_instantiated_from_their_configs() -> None:
     cfg = compose_config(["experiment=santurkar2018/dln_fig5b_lp", "probe=[ics,landscape]"])
     kinds = {type(p) for p in build_probes(cfg)}
     assert kinds == {ICSProbe, LandscapeProbe}
+
+
+def test_a_parameter_outside_the_numbered_layers_is_refused() -> None:
+    from normlab.errors import NormlabError
+    from normlab.probes.functional import weight_layers
+
+    model = DLN(depth=3, width=4)
+    model.register_parameter("scale", nn.Parameter(torch.ones(1)))  # in no `layer<i>`
+    with pytest.raises(NormlabError, match=r"not numbered: \['scale'\]"):
+        weight_layers(model)

@@ -26,8 +26,9 @@ for a channel, over all H*W spatial positions (m = N or N*H*W samples per unit).
   measures its drift from the original run's first call, and its first change from the last call
   before the checkpoint.
 
-All of it is measured every `every_n_steps` steps (and after the last one) at step = updates done
-so far, on the model evaluated through `functional_call` (nothing of the model changes).
+All of it is measured every `every_n_steps` steps (steps 0, n, 2n, ...; the last step too when it
+is a multiple of n) at step = updates done so far, on the model evaluated through
+`functional_call` (nothing of the model changes).
 """
 
 from __future__ import annotations
@@ -78,11 +79,11 @@ def layer_width(layer: nn.Module) -> int | None:
 
 
 class ActivationProbe(L.Callback):
-    """Every `every_n_steps` steps (and after the last one), on a fixed batch of `batch_size` test
-    examples, record for each layer in `layers` the percentiles, mean and variance of its
-    activations over all units, its per-unit moments' change since the previous call and drift
-    since the first (see the module docstring for the definitions), and the percentiles of unit
-    `unit["index"]` (a channel, for conv layers) of layer `unit["layer"]`.
+    """Every `every_n_steps` steps (0, n, 2n, ... up to the last step), on a fixed batch of
+    `batch_size` test examples, record for each layer in `layers` the percentiles, mean and
+    variance of its activations over all units, its per-unit moments' change since the previous
+    call and drift since the first (see the module docstring for the definitions), and the
+    percentiles of unit `unit["index"]` (a channel, for conv layers) of layer `unit["layer"]`.
 
     Measured at step t, the values describe the weights after t updates. `bn_mode="train"`
     (default) normalises with the probe batch's own statistics, as the net does in training, with

@@ -27,6 +27,10 @@ from normlab.norms import frozen_noise
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
+# How `gradients_along` evaluates a grid of step sizes (scripts/bench.py dln_probes compares them).
+METHODS = ("vmap", "loop")
+LOSS_REDUCTIONS = ("sum", "mean")
+
 
 def detached_parameters(model: nn.Module) -> Params:
     return {name: p.detach() for name, p in model.named_parameters()}
@@ -98,16 +102,15 @@ def gradients_along(
         results = [at(eta, cloned_buffers(model)) for eta in etas]
         losses = torch.stack([loss for _, loss in results])
         return losses, torch.stack([flat(g, names) for g, _ in results])
-    raise NormlabError(f"probe.landscape.method={method!r}; valid choices: {list(METHODS)}")
-
-
-METHODS = ("vmap", "loop")
+    raise ValueError(f"method={method!r}; valid choices: {list(METHODS)}")
 
 
 def reduce_over_ranks(trainer: L.Trainer, stacked: Tensor, loss_reduction: str) -> Tensor:
     """One all-reduce of what every rank computed on its shard: summed for a summed loss (the
     global batch's loss is the sum of the shards'), averaged for a mean loss (equal shards).
     Every rank must call it at the same step. Identity in a single process."""
+    if loss_reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction={loss_reduction!r}; valid: {list(LOSS_REDUCTIONS)}")
     if trainer.world_size == 1:
         return stacked
     return trainer.strategy.reduce(stacked, reduce_op="sum" if loss_reduction == "sum" else "mean")
@@ -160,8 +163,13 @@ class StepProbe(L.Callback):
 def weight_layers(model: nn.Module) -> dict[int, list[str]]:
     """`parameters_by_layer`, with a clear error for a model whose layers are not numbered."""
     by_layer = parameters_by_layer(model)
-    if not by_layer:
+    numbered = {n for names in by_layer.values() for n in names}
+    unnumbered = [n for n, _ in model.named_parameters() if n not in numbered]
+    if not by_layer or unnumbered:
+        # A parameter outside every `layer<i>` would never count as "earlier" (ICS's G' would
+        # silently keep its old value): refuse the model rather than measure the wrong thing.
         raise NormlabError(
-            f"{type(model).__name__} names no weight layers `layer<i>`; probes cannot find layers"
+            f"{type(model).__name__}: the step probes need every parameter inside a numbered "
+            f"weight layer `layer<i>`; not numbered: {unnumbered or 'every parameter'}"
         )
     return by_layer

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from normlab.errors import NormlabError
 from normlab.module import log_to_loggers
 from normlab.probes.functional import (
     LossFn,
@@ -85,8 +86,11 @@ class ICSProbe(StepProbe):
         self._before: Params | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        valid = list(weight_layers(pl_module.model))
-        check_layers(f"{self.key}.layers", self.layers, valid, "a weight layer")
+        by_layer = weight_layers(pl_module.model)
+        check_layers(f"{self.key}.layers", self.layers, list(by_layer), "a weight layer")
+        for i in self.layers:
+            if not weight_names(pl_module.model, by_layer[i]):
+                raise NormlabError(f"{self.key}: layer {i} has no weight matrix or kernel")
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any

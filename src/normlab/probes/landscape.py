@@ -100,6 +100,20 @@ class LandscapeProbe(StepProbe):
         self.factors = eta_grid(float(eta_lo), float(eta_hi), int(num_etas), spacing)
         self.method = method
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        cumulative = [
+            name
+            for name, m in pl_module.model.named_modules()
+            if hasattr(m, "running_mean") and getattr(m, "momentum", 0.1) is None
+        ]
+        if self.method == "vmap" and cumulative:
+            # A cumulative running average (momentum=None) turns the batch count into a Python
+            # number in every forward, which a vmapped forward cannot do.
+            raise NormlabError(
+                f"{self.key}.method=vmap cannot run with norm.momentum=null (cumulative running "
+                f"averages in {cumulative[0]}, ...); use {self.key}.method=loop"
+            )
+
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
@@ -113,12 +127,15 @@ class LandscapeProbe(StepProbe):
             n: torch.zeros_like(p) if p.grad is None else p.grad.detach()
             for n, p in model.named_parameters()
         }
+        if all(p.grad is None for p in model.parameters()):
+            raise RuntimeError("landscape probe: no gradient at on_before_optimizer_step")
         lr = optimizer.param_groups[0]["lr"]
-        etas = (self.factors * lr).to(device=next(iter(params.values())).device)
+        first = next(iter(params.values()))
+        etas = (self.factors * lr).to(device=first.device, dtype=first.dtype)
         x, y = self._batch
         with step_context(trainer, model):
             losses, grads = gradients_along(
-                model, pl_module.loss, params, g, etas.to(x.dtype), x, y, self.method
+                model, pl_module.loss, params, g, etas, x, y, self.method
             )
         stacked = torch.cat([losses.detach()[:, None], grads.detach()], dim=1).float()
         stacked = reduce_over_ranks(trainer, stacked, pl_module.loss_reduction)
