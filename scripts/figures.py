@@ -7,7 +7,8 @@ FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it 
 the runs (a suite's runs, `santurkar2018/dln_suite`, feed several figures: name one). A first
 argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png and .pdf, the
 plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row per plotted
-point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`), and the claims
+point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`; the DLN figures add
+`n_nonfinite`, the seeds whose value blew up there: such a point has no mean), and the claims
 report FIG_DIR/<id>_claims.md and _claims.csv. A figure that reads per-run files besides
 metrics.csv (`FigureSpec.files`: Fig. 11 reads landscape.csv) gets them in the same table; runs
 without such a file are reported in one line.

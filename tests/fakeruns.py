@@ -307,22 +307,31 @@ def dln_sweep(
     max_steps: int = 10000,
     step: int | None = None,
     bn_better: bool = True,
-    blowup: bool = False,
+    blowup: bool | Iterable[int] = False,
     skip: Iterable[tuple[str, float, int]] = (),
 ) -> Path:
     """A multirun-shaped sweep of the DLN preset `experiment` (a figure id or the suite): one run
     directory `root/<variant>_lr<lr>,seed=<seed>/` per (variant, lr) of `DLN_SWEEPS[experiment]`
     and seed, but those in `skip`, with the outputs of the preset's probes (`dln_probe_outputs`):
     metrics.csv, and landscape.csv / act_hist.csv when the landscape / activation probe is on.
-    `step`: the last step the runs reached (default `max_steps`; the logs stop there too)."""
+    `step`: the last step the runs reached (default `max_steps`; the logs stop there too).
+    `blowup`: the standard net's walk overflows (`dln_probe_outputs`) in every seed (True) or in
+    the seeds listed."""
     points, probes = DLN_SWEEPS[experiment]
+    blown_seeds = set(seeds) if blowup is True else set(blowup or ())
     for variant, lr in points:
         for seed in seeds:
             if (variant, lr, seed) in set(skip):
                 continue
             run_dir = root / f"{variant}_lr{lr:g},seed={seed}"
             curves, landscape, hist = dln_probe_outputs(
-                variant, lr, seed, probes, max_steps, bn_better=bn_better, blowup=blowup
+                variant,
+                lr,
+                seed,
+                probes,
+                max_steps,
+                bn_better=bn_better,
+                blowup=seed in blown_seeds,
             )
             last = max_steps if step is None else step
             curves = {m: {t: v for t, v in c.items() if t <= last} for m, c in curves.items()}

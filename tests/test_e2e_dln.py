@@ -85,14 +85,15 @@ def test_every_dln_figure_is_drawn_from_the_suite(figure: str, suite_sweep: Path
     for suffix in (".png", ".pdf", "_data.csv", "_claims.md", "_claims.csv"):
         assert base.with_name(base.name + suffix).exists(), suffix
     data = pd.read_csv(base.with_name(base.name + "_data.csv"))
-    # Every plotted point is the mean of the 3 seeds, except where a standard net's landscape walk
-    # blew up (inf): figures leave non-finite values out of a mean (n says how many remain).
-    assert len(data) and data["n"].between(1, 3).all()
+    # Every plotted point counts the 3 seeds that logged it (n); where a standard net's landscape
+    # walk blew up (inf) the point has no mean and n_nonfinite counts those seeds.
+    assert len(data) and (data["n"] == 3).all()
+    assert data["mean"].isna().eq(data["n_nonfinite"] > 0).all()
     standard = data["series"].astype(str).str.contains("Standard") | data["panel"].astype(
         str
     ).str.contains("Standard")
     normalised = data[~standard]
-    assert (normalised["n"] == 3).all()
+    assert (normalised["n_nonfinite"] == 0).all()
     claims = pd.read_csv(base.with_name(base.name + "_claims.csv"))
     # 20-step runs cannot speak to claims about 10,000 steps
     assert (claims.verdict == "insufficient data").all()

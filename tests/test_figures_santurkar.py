@@ -49,7 +49,7 @@ def dln_sweep(
                 "optim": {"lr": lr},
                 "module": {"reduction": "sum"},
                 "model": {"depth": 25},
-                "trainer": {"max_steps": max_steps},
+                "trainer": {"max_steps": max_steps, "log_every_n_steps": 500},
                 "paths": {"runs_dir": "runs"},
             }
             write_run(

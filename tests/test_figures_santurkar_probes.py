@@ -1,6 +1,7 @@
 """Santurkar 2018 DLN probe figures (Fig. 3(b), 9, 10, 11, 13) on fake runs: the plotted data is
 the mean/min/max over seeds of what the runs logged, the same from a figure's own sweep and from the
-suite's, the claims' verdicts, non-finite landscape values, and scripts/figures.py for every id."""
+suite's, the claims' verdicts, non-finite values (landscape walks that blew up, nan cosines) and
+runs with fewer evaluations than a claim needs, and scripts/figures.py for every id."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ import pandas as pd
 import pytest
 from fakeruns import DLN_SUITE, dln_sweep
 
-from normlab.claims import evaluate_claims
-from normlab.figures import FIGURES, infer_figure_id
+from normlab.claims import Claim, evaluate_claims
+from normlab.figures import FIGURES, N_NONFINITE, infer_figure_id
+from normlab.figures.santurkar2018_common import (
+    NONFINITE_LABEL,
+    lower_median,
+    needed_evals,
+    step_ratios,
+)
 from normlab.results import load_summaries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,23 +66,42 @@ def run_name(variant: str, lr: float, seed: int) -> str:
 
 
 def logged_band(sweep: Path, variant: str, lr: float, metric: str) -> pd.DataFrame:
-    """Per step, mean/min/max/n over seeds 0-2 of `metric`, read straight from metrics.csv."""
+    """Per step, over seeds 0-2 of `metric`, read straight from metrics.csv: `n` (seeds that
+    logged it), `n_nonfinite` (those whose value is inf/nan), and mean/min/max over all `n` seeds
+    where every value is finite, NaN where not."""
     values: dict[int, list[float]] = defaultdict(list)
     for seed in (0, 1, 2):
         with (sweep / run_name(variant, lr, seed) / "metrics.csv").open() as f:
             for row in csv.DictReader(f):
-                if row["metric"] == metric and np.isfinite(float(row["value"])):
+                if row["metric"] == metric:
                     values[int(row["step"])].append(float(row["value"]))
     steps = sorted(values)
+    finite = {s: np.isfinite(values[s]).all() for s in steps}
     return pd.DataFrame(
         {
             "step": steps,
-            "mean": [np.mean(values[s]) for s in steps],
-            "min": [min(values[s]) for s in steps],
-            "max": [max(values[s]) for s in steps],
+            "mean": [np.mean(values[s]) if finite[s] else np.nan for s in steps],
+            "min": [min(values[s]) if finite[s] else np.nan for s in steps],
+            "max": [max(values[s]) if finite[s] else np.nan for s in steps],
             "n": [len(values[s]) for s in steps],
+            N_NONFINITE: [int((~np.isfinite(values[s])).sum()) for s in steps],
         }
     )
+
+
+def edit_metrics(run_dir: Path, edit) -> None:
+    """Rewrite a run's metrics.csv: `edit(step, metric, value)` gives the new value, or None to
+    drop the row."""
+    path = run_dir / "metrics.csv"
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("step", "metric", "value"))
+        for row in rows:
+            value = edit(int(row["step"]), row["metric"], float(row["value"]))
+            if value is not None:
+                w.writerow((row["step"], row["metric"], repr(float(value))))
 
 
 def plotted(data: pd.DataFrame, panel: str, series: str) -> pd.DataFrame:
@@ -89,6 +115,7 @@ def assert_band(rows: pd.DataFrame, expected: pd.DataFrame) -> None:
     for column in ("mean", "min", "max"):
         np.testing.assert_allclose(rows[column], expected[column], rtol=1e-12)
     assert rows["n"].tolist() == expected["n"].tolist()
+    assert rows[N_NONFINITE].tolist() == expected[N_NONFINITE].tolist()
 
 
 def verdicts(figure: str, paths: list[Path]) -> pd.Series:
@@ -210,7 +237,17 @@ def test_fig11_data_is_the_mean_over_seeds_of_landscape_csv(sweeps) -> None:
     spec = FIGURES[FIG11]
     table = spec.load([sweep])
     data = spec.data(table)
-    assert list(data.columns) == ["panel", "series", "step", "eta", "mean", "min", "max", "n"]
+    assert list(data.columns) == [
+        "panel",
+        "series",
+        "step",
+        "eta",
+        "mean",
+        "min",
+        "max",
+        "n",
+        "n_nonfinite",
+    ]
     steps = sorted(data["step"].unique())
     assert steps == [0, 2000, 4000, 5900, 7900, 9900]
     assert set(data["series"]) == {f"step {s}" for s in steps}
@@ -225,7 +262,7 @@ def test_fig11_data_is_the_mean_over_seeds_of_landscape_csv(sweeps) -> None:
         np.testing.assert_allclose(rows["mean"], expected["mean"], rtol=1e-12)
         np.testing.assert_allclose(rows["min"], expected["min"], rtol=1e-12)
         np.testing.assert_allclose(rows["max"], expected["max"], rtol=1e-12)
-        assert (rows["n"] == 3).all()
+        assert (rows["n"] == 3).all() and (rows[N_NONFINITE] == 0).all()
     fig = spec.draw(table)
     ax_std, ax_bn = fig.axes[:2]
     assert ax_std.get_xscale() == "log" and ax_std.get_yscale() == "log"
@@ -344,27 +381,218 @@ def test_a_run_without_landscape_csv_is_named(tmp_path: Path, caplog) -> None:
     assert "norm.variant=batch seed 1: no landscape_curve/grad_diff logged" in v["measured"]
 
 
-def test_non_finite_landscape_values_are_left_out_of_plots_and_counted_by_claims(
-    tmp_path: Path,
-) -> None:
-    sweep = dln_sweep(tmp_path / "suite", DLN_SUITE, blowup=True)
-    for figure in (FIG10, FIG11, FIG13):
+# --- non-finite values and partial runs -----------------------------------------------------------
+
+
+def marker_lines(ax) -> dict[str, object]:
+    """The blow-up markers of `ax` (`mark_nonfinite`), by series."""
+    return {
+        ln.get_label()[1:].removesuffix(": blew up"): ln
+        for ln in ax.get_lines()
+        if ln.get_label().endswith(": blew up")
+    }
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+def test_a_point_where_one_seed_blew_up_is_marked_never_averaged(tmp_path: Path) -> None:
+    """Seed 0's standard walk blew up at steps 0-500 (inf, nan at the largest step sizes): those
+    points have no mean (never one over the two seeds left), n_nonfinite 1 of n 3, and a marker at
+    the top of the panel; one legend entry per figure."""
+    sweep = dln_sweep(tmp_path / "suite", DLN_SUITE, blowup=[0])
+    blown = list(range(0, 501, 100))
+    for figure in (FIG10, FIG13):
         spec = FIGURES[figure]
         table = spec.load([sweep])
         data = spec.data(table)
-        assert np.isfinite(data[["mean", "min", "max"]].to_numpy()).all()
-        spec.draw(table).savefig(tmp_path / "fig.png")
-        v = evaluate_claims(spec.claims, table)
+        assert (data["n"] == 3).all()
+        # A mean only where every seed is finite: no point stands for a subset of the seeds.
+        has_mean = data["mean"].notna()
+        assert (has_mean == (data[N_NONFINITE] == 0)).all()
+        assert set(data.loc[~has_mean, "series"]) == {"Standard, max", "Standard"}
+        band = "a" if figure == FIG10 else "b"
+        top = plotted(data, band, "Standard, max")
+        assert top.loc[top["step"].isin(blown), N_NONFINITE].eq(1).all()
+        assert top.loc[~top["step"].isin(blown), N_NONFINITE].eq(0).all()
+        assert_band(top, logged_band(sweep, "none", 1e-6, "landscape/loss_max"))
+        beta = "c" if figure == FIG10 else "d"
+        assert_band(
+            plotted(data, beta, "Standard"), logged_band(sweep, "none", 1e-6, "landscape/beta_eff")
+        )
+        fig = spec.draw(table)
+        landscape_axes = fig.axes[-3:]
+        for ax in landscape_axes:
+            marks = marker_lines(ax)
+            assert list(marks) == ["Standard"], ax.get_title()
+            np.testing.assert_array_equal(marks["Standard"].get_xdata(), blown)
+            assert marks["Standard"].get_color() == "black"
+        assert not marker_lines(fig.axes[0]) or figure == FIG10
+        assert legend_texts(fig).count(NONFINITE_LABEL) == 1
+        # The drawn beta_eff line has a gap, not a value, at the blown-up steps.
+        line = next(ln for ln in landscape_axes[-1].get_lines() if ln.get_label() == "Standard")
+        ydata = pd.Series(line.get_ydata(), index=line.get_xdata())
+        assert ydata.loc[blown].isna().all() and ydata.drop(blown).notna().all()
+        fig.savefig(tmp_path / "fig.png")
+    # Fig. 11: at step 0 the standard curve's two largest step sizes blew up in seed 0.
+    spec = FIGURES[FIG11]
+    table = spec.load([sweep])
+    curve = spec.data(table)
+    assert (curve["n"] == 3).all()
+    assert (curve["mean"].notna() == (curve[N_NONFINITE] == 0)).all()
+    step0 = curve[(curve["panel"] == "Standard") & (curve["step"] == 0)].sort_values("eta")
+    assert len(step0) == 10
+    assert step0[N_NONFINITE].tolist() == [0] * 8 + [1, 1]
+    assert step0["mean"].iloc[-2:].isna().all()
+    fig = spec.draw(table)
+    marks = marker_lines(fig.axes[0])
+    assert list(marks) == ["step 0"] and not marker_lines(fig.axes[1])
+    np.testing.assert_allclose(marks["step 0"].get_xdata(), step0["eta"].iloc[-2:])
+    assert legend_texts(fig) == [NONFINITE_LABEL]
+    fig.savefig(tmp_path / "fig11.png")
+
+
+def test_figures_without_blowups_mark_nothing(sweeps) -> None:
+    for figure in NEW_FIGURES:
+        spec = FIGURES[figure]
+        table = spec.load([sweeps[figure]])
+        assert (spec.data(table)[N_NONFINITE] == 0).all()
+        fig = spec.draw(table)
+        assert not any(marker_lines(ax) for ax in fig.axes)
+        assert NONFINITE_LABEL not in legend_texts(fig)
+
+
+def test_blowups_count_in_the_landscape_claims_by_step(tmp_path: Path) -> None:
+    """Every seed's standard walk blew up at steps 0-500: six of the window's 21 per-step ratios
+    are +inf, the median is decided by the other steps; the claims say how many walks blew up."""
+    sweep = dln_sweep(tmp_path / "suite", DLN_SUITE, blowup=True)
+    for figure in (FIG10, FIG13):
+        v = verdicts(figure, [sweep])
         assert (v["verdict"] == "reproduced").all(), v["measured"].tolist()
-        assert all("non-finite" in m for m in v["measured"])
-    # The standard net's walk blew up at steps 0-500: its max band edge there averages fewer
-    # seeds (none, here), while its min edge keeps all three.
-    data = FIGURES[FIG10].data(FIGURES[FIG10].load([sweep]))
-    assert plotted(data, "a", "Standard, max")["step"].min() == 600
-    assert plotted(data, "a", "Standard, min")["n"].eq(3).all()
-    curve = FIGURES[FIG11].data(FIGURES[FIG11].load([sweep]))
-    step0 = curve[(curve["panel"] == "Standard") & (curve["step"] == 0)]
-    assert len(step0) == 8  # 10 step sizes, the largest two blew up
+        assert all("walks that blew up" in m and "Standard 18" in m for m in v["measured"])
+        assert all("median" in m for m in v["measured"])
+        assert np.isfinite(v["value"]).all()
+    claim = verdicts(FIG11, [sweep]).iloc[0]
+    assert claim["verdict"] == "reproduced"
+    assert "non-finite points counted as blown up: Standard 36, BN 0" in claim["measured"]
+
+
+def test_a_single_overflowed_step_does_not_decide_a_landscape_claim(tmp_path: Path) -> None:
+    """On data built to fail (BN as rough as the standard net), one overflowed standard walk per
+    seed (step 0) would make a window mean inf and pass the claim; the median of the per-step
+    ratios stays near 1 and fails it. Conversely, one overflowed BN walk on data built to pass
+    does not fail it."""
+    fail = dln_sweep(tmp_path / "fail", FIG13, bn_better=False)
+    overflowed = {"landscape/loss_max", "landscape/grad_diff_max", "landscape/beta_eff"}
+    for seed in (0, 1, 2):
+        edit_metrics(
+            fail / run_name("none", 1e-6, seed),
+            lambda t, m, x: float("inf") if (t == 0 and m in overflowed) else x,
+        )
+    for figure in (FIG10, FIG13):
+        v = verdicts(figure, [fail])
+        assert (v["verdict"] == "not reproduced").all(), v["measured"].tolist()
+        assert (v["value"] < 10).all()
+        assert all("Standard 3" in m for m in v["measured"])
+    good = dln_sweep(tmp_path / "good", FIG10)
+    edit_metrics(
+        good / run_name("batch", 1e-6, 1),
+        lambda t, m, x: float("nan") if (t == 1000 and m == "landscape/beta_eff") else x,
+    )
+    v = verdicts(FIG10, [good])
+    assert (v["verdict"] == "reproduced").all(), v["measured"].tolist()
+    assert "Standard 0, BN 1" in v.loc["santurkar2018/fig10_bn_smaller_beta_eff", "measured"]
+
+
+def test_step_ratios_and_the_median() -> None:
+    inf, nan = float("inf"), float("nan")
+    std = np.array([100.0, inf, 100.0, inf, nan, 0.0, 5.0])
+    norm = np.array([10.0, 1.0, inf, nan, inf, 0.0, 0.0])
+    # standard blew up: +inf; normalised blew up: 0; both: 0 (not comparable); 0/0: 1; x/0: inf
+    np.testing.assert_array_equal(step_ratios(std, norm), [10.0, inf, 0.0, 0.0, 0.0, 1.0, inf])
+    assert lower_median([1.0, inf, 50.0]) == 50.0
+    assert lower_median([5.0, inf]) == 5.0  # of an even count, the lower middle value
+    assert lower_median([3.0, 1.0, 4.0, 2.0]) == 2.0
+
+
+def test_a_nan_cosine_makes_the_ics_claims_insufficient_and_is_marked(tmp_path: Path) -> None:
+    sweep = dln_sweep(tmp_path / "fig3b", FIG3B)
+    edit_metrics(
+        sweep / run_name("batch", 1e-6, 1),
+        lambda t, m, x: float("nan") if (t in (300, 400) and m == "ics/layer9/cos") else x,
+    )
+    spec = FIGURES[FIG3B]
+    table = spec.load([sweep])
+    v = evaluate_claims(spec.claims, table)
+    assert (v["verdict"] == "insufficient data").all(), v["measured"].tolist()
+    assert all(
+        "non-finite cos (undefined, no verdict): BN lr 1e-6 layer #9 seed 1: 2 of 100" in m
+        for m in v["measured"]
+    ), v["measured"].tolist()
+    # Without it, the detail says there was none.
+    clean = verdicts(FIG3B, [dln_sweep(tmp_path / "clean", FIG3B)])
+    assert all("non-finite cos: 0 in every" in m for m in clean["measured"])
+    data = spec.data(table)
+    rows = plotted(data, "lr 1e-6: ICS cosine", "BN, layer #9").set_index("step")
+    assert (
+        rows.loc[[300, 400], "mean"].isna().all() and rows.loc[[300, 400], N_NONFINITE].eq(1).all()
+    )
+    assert rows.drop([300, 400])["mean"].notna().all() and (rows["n"] == 3).all()
+    fig = spec.draw(table)
+    marks = marker_lines(fig.axes[2])  # lr 1e-6, ICS cosine
+    assert list(marks) == ["BN, layer #9"]
+    np.testing.assert_array_equal(marks["BN, layer #9"].get_xdata(), [300, 400])
+    assert legend_texts(fig).count(NONFINITE_LABEL) == 1
+
+
+def test_a_run_with_fewer_evaluations_than_a_claim_needs_is_insufficient(tmp_path: Path) -> None:
+    """One probe missing in one run (a step of the window never logged): every claim of the
+    figure that reads it is insufficient data, naming the run and the count."""
+    suite = dln_sweep(tmp_path / "suite", DLN_SUITE)
+    edit_metrics(  # ICS: one cosine of layer #17 missing (layer #9 complete)
+        suite / run_name("none", 1e-7, 2),
+        lambda t, m, x: None if (t == 5000 and m == "ics/layer17/cos") else x,
+    )
+    edit_metrics(  # landscape: one early probe missing
+        suite / run_name("none", 1e-6, 0),
+        lambda t, m, x: None if (t == 1000 and m.startswith("landscape/")) else x,
+    )
+    edit_metrics(  # the training loss: one logged value of the end window missing
+        suite / run_name("l1", 1e-6, 1),
+        lambda t, m, x: None if (t == 9500 and m == "train/loss") else x,
+    )
+    curve = suite / run_name("batch", 1e-6, 2) / "landscape.csv"  # Fig. 11: one eta missing
+    raw = pd.read_csv(curve)
+    raw.drop(index=raw.index[(raw["step"] == 7000)][-1]).to_csv(curve, index=False)
+    why = {
+        FIG3B: "Standard lr 1e-7 layer #17 seed 2: 99 of 100 evaluations of ics/layer17/cos",
+        FIG10: "norm.variant=none seed 0: 20 evaluation(s) of landscape/",
+        FIG13: "norm.variant=none seed 0: 20 evaluation(s) of landscape/beta_eff in steps "
+        "0-2000, need 21 (probe.landscape.every_n_steps=100)",
+        FIG11: "seed 2: 999 (step, eta) point(s) in both runs' landscape.csv in steps 0-9900, "
+        "need 1000",
+        FIG5B: "norm.variant=l1 seed 1: 19 evaluation(s) of train/loss in steps 9000-10000, "
+        "need 20 (trainer.log_every_n_steps=50)",
+    }
+    for figure, text in why.items():
+        v = verdicts(figure, [suite])
+        assert (v["verdict"] == "insufficient data").all(), (figure, v["measured"].tolist())
+        assert all(text in m for m in v["measured"]), (figure, v["measured"].tolist())
+
+
+def test_needed_evaluations_follow_the_window_and_the_cadence() -> None:
+    def claim(window: tuple[int, int]) -> Claim:
+        return Claim("c", "f", "", "", "m", window, 1.0, (0, 1, 2), lambda t, c: None)
+
+    def rows(every: int, last: int) -> pd.DataFrame:
+        return pd.DataFrame({"run_dir": ["r"], "last_step": [last], "probe.x.every": [every]})
+
+    assert needed_evals(rows(100, 10000), claim((0, 2000)), "probe.x.every") == 21
+    assert needed_evals(rows(100, 10000), claim((0, 9900)), "probe.x.every") == 100
+    # A window ending where training does: the last trained step is last_step - 1.
+    assert needed_evals(rows(50, 10000), claim((9000, 10000)), "probe.x.every") == 20
+    assert needed_evals(rows(300, 10000), claim((100, 2000)), "probe.x.every") == 6
 
 
 # --- scripts/figures.py ---------------------------------------------------------------------------

@@ -25,6 +25,13 @@ from normlab.results import PathLike, load_metrics
 # whose x axis is not the training step adds its x column after `step` (Fig. 11 of Santurkar 2018:
 # `eta`, the step size; `step` is then the training step the curve was measured at).
 DATA_COLUMNS = ["panel", "series", "step", "mean", "min", "max", "n"]
+# An extra column, last, of every figure whose logged values can be non-finite (every Santurkar
+# 2018 DLN figure; Ioffe 2015 Fig. 1 does not write it): how many of the point's `n` runs logged
+# inf or nan there (a landscape walk that overflowed), 0 where none did. Where it is above 0 the
+# point's `mean`, `min` and `max` are empty (NaN): a mean over the finite runs alone would stand
+# for fewer seeds than the rest of the line, so the figure marks such a point instead of drawing
+# a value.
+N_NONFINITE = "n_nonfinite"
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class FigureSpec:
 
     `data(table)` gives the numbers the figure plots, a tidy frame with `DATA_COLUMNS`: for each
     `panel` and `series` (a line), per `step`, the `mean`, `min` and `max` over the `n` runs that
-    logged that step. `draw(table)` plots exactly those numbers (it calls `data`). Both raise
+    logged that step (and, where values can be non-finite, `N_NONFINITE`: how many of those runs
+    logged inf or nan; the point's mean, min and max are then NaN). `draw(table)` plots exactly
+    those numbers (it calls `data`). Both raise
     ValueError naming what is missing, or the settings mixed, when the table cannot make them."""
 
     id: str
@@ -189,6 +198,7 @@ SUITES: dict[str, tuple[str, ...]] = {
 __all__ = [
     "DATA_COLUMNS",
     "FIGURES",
+    "N_NONFINITE",
     "SUITES",
     "FigureSpec",
     "infer_figure_id",

@@ -2,8 +2,10 @@
 
 Fig. 5(b): training loss of the 25-layer DLN with l_1, l_2 and l_inf normalisation (Sec. 3.3),
 next to the standard and the BN net, at lr 1e-6. Lines are means over seeds of the logged values,
-bands min..max; the y axis is logarithmic, as the loss spans orders of magnitude. Drawn from the
-figure's own sweep or from `santurkar2018/dln_suite` (whose lr 1e-7 runs it leaves aside).
+bands min..max; the y axis is logarithmic, as the loss spans orders of magnitude. A step where some
+seed logged inf or nan has no mean (NaN in the plotted data, counted in `n_nonfinite`) and is
+marked by a '^' at the top of the panel. Drawn from the figure's own sweep or from
+`santurkar2018/dln_suite` (whose lr 1e-7 runs it leaves aside).
 """
 
 from __future__ import annotations
@@ -13,37 +15,36 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from normlab.claims import Claim, Measurement, window_note
-from normlab.figures import DATA_COLUMNS, FigureSpec, band_over_runs, new_figure, plot_band
+from normlab.figures import FigureSpec, new_figure
 from normlab.figures.santurkar2018_common import (
     COLORS,
     LABELS,
     LP_VARIANTS,
     LR,
     VARIANT,
+    legend_nonfinite,
+    metric_band,
+    plot_band_marked,
     select_claim_runs,
     select_dln_runs,
-    with_variants,
+    tidy,
 )
-
-__all__ = ["COLORS", "FIG5B", "LABELS", "LP_VARIANTS", "VARIANT", "plot_data", "with_variants"]
 
 FIG5B_ID = "santurkar2018/dln_fig5b_lp"
 LOSS = "train/loss"
+EVERY = "trainer.log_every_n_steps"  # the training loss's cadence (run config)
 
 
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5(b)'s numbers: per norm variant and step, mean/min/max of `train/loss` over the `n`
-    runs (seeds) at lr 1e-6 that logged it. ValueError when a variant is missing or settings are
-    mixed (`select_dln_runs`)."""
+    runs (seeds) at lr 1e-6 that logged it, and `n_nonfinite` (`metric_band`). ValueError when a
+    variant is missing or settings are mixed (`select_dln_runs`)."""
     table = select_dln_runs(table, FIG5B_ID, list(LABELS), lrs=(LR,))
     frames = []
     for variant, label in LABELS.items():
-        rows = table[(table[VARIANT] == variant) & (table["metric"] == LOSS)]
-        band = band_over_runs(rows).rename_axis("step").reset_index()
+        band = metric_band(table[table[VARIANT] == variant], LOSS, f"{FIG5B_ID} ({variant})")
         frames.append(band.assign(panel="b", series=label))
-    return pd.concat(frames, ignore_index=True)[DATA_COLUMNS].astype(
-        {"step": "int64", "n": "int64"}
-    )
+    return tidy(frames)
 
 
 def draw(table: pd.DataFrame) -> Figure:
@@ -51,10 +52,12 @@ def draw(table: pd.DataFrame) -> Figure:
     data = plot_data(table)
     fig = new_figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
+    blown = False
     for variant, label in LABELS.items():
-        plot_band(ax, data[data["series"] == label], label, COLORS[variant])
+        blown |= plot_band_marked(ax, data[data["series"] == label], label, COLORS[variant])
     ax.set(yscale="log", xlabel="training step", ylabel="training loss", title="(b) DLN")
     ax.legend()
+    legend_nonfinite([ax] if blown else [])
     seeds = sorted(select_dln_runs(table, FIG5B_ID, list(LABELS))["seed"].unique())
     fig.suptitle(
         "Santurkar et al. 2018, Fig. 5(b), DLN, lr 1e-6:\nmean over seeds "
@@ -67,7 +70,7 @@ def draw(table: pd.DataFrame) -> Figure:
 def _final_losses(table: pd.DataFrame, claim: Claim, variants: tuple[str, ...]) -> tuple:
     """Per (variant, seed), lr 1e-6 runs: the mean training loss over the claim's window (the end
     of training); and the selected rows."""
-    sel = select_claim_runs(table, claim, variants, lrs=(LR,))
+    sel = select_claim_runs(table, claim, variants, lrs=(LR,), every=EVERY)
     return {(v, s): float(rows["value"].mean()) for (_, v, s), rows in sel.items()}, sel
 
 
@@ -102,6 +105,8 @@ CLAIMS = [
     # Headline claim 5 on the DLN: "as good as or better than BN". "As good" read as: the final
     # loss (mean over the last 1,000 steps) of every l_p variant at most 10% above BN's, in every
     # seed; the paper shows curves, not numbers, so 10% is a judgement fixed before running.
+    # Each run must hold every logged loss of the window (`trainer.log_every_n_steps`: 20 at the
+    # presets' 50, steps 9000..9950), or the claim is insufficient data.
     Claim(
         id="santurkar2018/fig5b_lp_trains_like_bn",
         figure=FIG5B_ID,

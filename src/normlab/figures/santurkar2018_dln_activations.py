@@ -8,10 +8,12 @@ dotted); each of the three curves is the mean over seeds. A column shares its y 
 the two nets' shifts compare at a glance.
 
 `plot_data` gives the plotted numbers: panel `"Standard, layer #1"`, ..., `"BN, layer #24"`;
-series `"15%"`, `"50%"`, `"85%"`; columns `normlab.figures.DATA_COLUMNS`, where `mean` is the
-plotted curve and `min`/`max` the spread over seeds (written, not drawn: the shading is the
-percentile band). Drawn from the figure's own sweep or from `santurkar2018/dln_suite`. No claim:
-the paper shows these distributions without a statement to test beyond Fig. 3's.
+series `"15%"`, `"50%"`, `"85%"`; columns `normlab.figures.DATA_COLUMNS` and `n_nonfinite`, where
+`mean` is the plotted curve and `min`/`max` the spread over seeds (written, not drawn: the shading
+is the percentile band). A point where some seed logged inf or nan has no mean (NaN, counted in
+`n_nonfinite`) and is marked by a '^' at the top of the panel. Drawn from the figure's own sweep
+or from `santurkar2018/dln_suite`. No claim: the paper shows these distributions without a
+statement to test beyond Fig. 3's.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from normlab.figures import DATA_COLUMNS, FigureSpec, new_figure
+from normlab.figures import N_NONFINITE, FigureSpec, new_figure
 from normlab.figures.santurkar2018_common import (
     COLORS,
     LABELS,
     LR,
     STANDARD_BN,
     VARIANT,
+    legend_nonfinite,
+    mark_nonfinite,
     metric_band,
     select_dln_runs,
     suptitle,
@@ -53,7 +57,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
             for p, label in PERCENTILES.items():
                 band = metric_band(group, f"act/layer{layer}/{p}", f"{FIG9_ID} ({variant})")
                 frames.append(band.assign(panel=panel_name(variant, layer), series=label))
-    return tidy(frames, DATA_COLUMNS)
+    return tidy(frames)
 
 
 def draw(table: pd.DataFrame) -> Figure:
@@ -62,6 +66,7 @@ def draw(table: pd.DataFrame) -> Figure:
     runs = select_dln_runs(table, FIG9_ID, STANDARD_BN, lrs=(LR,))
     fig = new_figure(figsize=(13, 6.5), layout="constrained")
     axes = fig.subplots(len(STANDARD_BN), len(LAYERS), sharex=True, sharey="col", squeeze=False)
+    marked = []
     for row, variant in enumerate(STANDARD_BN):
         color = COLORS[variant]
         for col, layer in enumerate(LAYERS):
@@ -76,12 +81,17 @@ def draw(table: pd.DataFrame) -> Figure:
                 curve = curves[p]
                 ax.plot(curve["step"], curve["mean"], color=color, lw=0.6, ls=":", label=None)
             ax.plot(steps, curves["p50"]["mean"], color=color, lw=1.4, label="median")
+            # A step where some seed logged inf/nan in a percentile has no mean: marked instead.
+            blown = panel.loc[panel[N_NONFINITE] > 0, "step"].unique()
+            if mark_nonfinite(ax, blown, color, panel_name(variant, layer)):
+                marked.append(ax)
             ax.set_title(panel_name(variant, layer))
             if col == 0:
                 ax.set_ylabel(f"{LABELS[variant]}: activation")
                 ax.legend(fontsize=7, loc="upper left")
             if row == len(STANDARD_BN) - 1:
                 ax.set_xlabel("training step")
+    legend_nonfinite(marked, fontsize=7, loc="upper left")
     suptitle(
         fig,
         "Santurkar et al. 2018, Fig. 9, DLN, lr 1e-6: activations of layers #1, #11, #24 "

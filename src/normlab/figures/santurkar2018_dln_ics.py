@@ -9,10 +9,13 @@ and BN (red); layer #9 solid, layer #17 dashed. Each line is the mean over seeds
 `plot_data` gives the plotted numbers: panel `"lr 1e-6: training loss"`, `"lr 1e-6: ICS l2"`,
 `"lr 1e-6: ICS cosine"` (and the same for lr 1e-7); series `"Standard"`, `"BN"` in the loss
 panels, `"Standard, layer #9"`, ..., `"BN, layer #17"` in the ICS panels; columns
-`normlab.figures.DATA_COLUMNS`. Drawn from the figure's own sweep or from `santurkar2018/dln_suite`.
+`normlab.figures.DATA_COLUMNS` and `n_nonfinite`. A point where some seed logged inf or nan (a nan
+cosine: G or G' zero) has no mean (NaN, counted in `n_nonfinite`) and is marked by a '^' at the
+top of the panel. Drawn from the figure's own sweep or from `santurkar2018/dln_suite`.
 
 Claims (headline claim 3): BN does not reduce ICS; the standard DLN has almost none (cosine near 1)
-while BN's G and G' are nearly uncorrelated.
+while BN's G and G' are nearly uncorrelated. Measured on every probe of the window, each finite:
+a run missing one, or with a nan cosine, leaves the claims without a verdict (insufficient data).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from normlab.claims import Claim, InsufficientData, Measurement, window_note
-from normlab.figures import DATA_COLUMNS, FigureSpec, new_figure, plot_band
+from normlab.figures import FigureSpec, new_figure, plot_band
 from normlab.figures.santurkar2018_common import (
     COLORS,
     LABELS,
@@ -31,8 +34,12 @@ from normlab.figures.santurkar2018_common import (
     LR_SLOW,
     STANDARD_BN,
     VARIANT,
+    legend_nonfinite,
     lr_text,
+    mark_nonfinite,
     metric_band,
+    needed_evals,
+    nonfinite_x,
     select_claim_runs,
     select_dln_runs,
     suptitle,
@@ -46,6 +53,7 @@ LAYER_STYLES = {9: "-", 17: "--"}
 LOSS = "train/loss"
 ICS_GLOB = "ics/layer*/*"
 COS_GLOB = "ics/layer*/cos"
+EVERY = "probe.ics.every_n_steps"  # the ICS probe's cadence (run config)
 QUANTITIES = {  # column of the figure -> (panel suffix, y label, metric of a layer or None: loss)
     "loss": ("training loss", "training loss", None),
     "l2": ("ICS l2", "||G - G'||_2", "l2"),
@@ -85,7 +93,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
                             series=f"{LABELS[variant]}, layer #{layer}",
                         )
                     )
-    return tidy(frames, DATA_COLUMNS)
+    return tidy(frames)
 
 
 def draw(table: pd.DataFrame) -> Figure:
@@ -94,22 +102,29 @@ def draw(table: pd.DataFrame) -> Figure:
     runs = select_dln_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
     fig = new_figure(figsize=(13, 7), layout="constrained")
     axes = fig.subplots(len(LRS), len(QUANTITIES), sharex=True, squeeze=False)
+    marked = []
     for row, lr in enumerate(LRS):
         for col, (quantity, (_, ylabel, _)) in enumerate(QUANTITIES.items()):
             ax = axes[row][col]
             panel = data[data["panel"] == panel_name(lr, quantity)]
+            blown = False
             for series, rows in panel.groupby("series", sort=False):
                 variant = "batch" if series.startswith(LABELS["batch"]) else "none"
                 plot_band(ax, rows, series, COLORS[variant])
                 if quantity != "loss":  # the layer by line style: #9 solid, #17 dashed
                     layer = int(series.rsplit("#", 1)[1])
                     ax.get_lines()[-1].set_linestyle(LAYER_STYLES[layer])
+                # A point where a seed logged inf/nan has no mean: a marker at the top instead.
+                blown |= mark_nonfinite(ax, nonfinite_x(rows), COLORS[variant], series)
             ax.set(title=panel_name(lr, quantity), ylabel=ylabel)
             if quantity != "cos":
                 ax.set_yscale("log")
             if row == len(LRS) - 1:
                 ax.set_xlabel("training step")
             ax.legend(fontsize=7)
+            if blown:
+                marked.append(ax)
+    legend_nonfinite(marked, fontsize=7)
     suptitle(fig, "Santurkar et al. 2018, Fig. 3(b), DLN: ICS of layers #9 and #17", runs)
     return fig
 
@@ -122,27 +137,46 @@ def _layer_means(
 ) -> tuple[dict[tuple[float, str, int, int], float], dict]:
     """Per (lr, variant, layer, seed): the mean of `ics/layer{layer}/{stat}` over the claim's
     window, from the runs the claim selects; and the selection (for its window note).
-    InsufficientData naming a run that did not log a layer."""
-    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=LRS)
+
+    InsufficientData naming every (lr, variant, layer, seed) that did not log the layer at every
+    probed step of the window (`needed_evals`), or logged a non-finite value there (with how many).
+    A non-finite cos(G, G') (nan: G or G' zero, or an overflow) is undefined, not small or large:
+    read as either it would decide the claim by a convention, and left out, the mean would cover
+    part of the window only. So the claim has no verdict on such runs rather than one that fails:
+    the ICS did not fail to be what the paper says, it was not measured."""
+    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=LRS, every=EVERY)
     lo, hi = claim.window
     means: dict[tuple[float, str, int, int], float] = {}
-    missing = []
+    missing, nonfinite = [], []
     for (lr, variant, seed), rows in sel.items():
         run = rows["run_dir"].iloc[0]
         # The claim's metric is the cosine; the l2 of the same runs and window comes from the table.
         source = rows if stat == "cos" else table[table["run_dir"] == run]
+        need = needed_evals(rows, claim, EVERY)
         for layer in LAYERS:
+            metric = ics_metric(layer, stat)
             values = source.loc[
-                (source["metric"] == ics_metric(layer, stat)) & source["step"].between(lo, hi),
-                "value",
-            ]
-            if values.empty:
-                missing.append(f"{variant} lr {lr:g} seed {seed}: no {ics_metric(layer, stat)}")
+                (source["metric"] == metric) & source["step"].between(lo, hi), "value"
+            ].to_numpy(dtype=float)
+            where = f"{LABELS[variant]} lr {lr_text(lr)} layer #{layer} seed {seed}"
+            if len(values) < need:
+                missing.append(f"{where}: {len(values)} of {need} evaluations of {metric}")
+                continue
+            bad = int((~np.isfinite(values)).sum())
+            if bad:
+                nonfinite.append(f"{where}: {bad} of {len(values)}")
                 continue
             means[(lr, variant, layer, seed)] = float(values.mean())
-    if missing:
-        raise InsufficientData("; ".join(missing))
+    if missing or nonfinite:
+        parts = missing
+        if nonfinite:
+            parts = [*parts, f"non-finite {stat} (undefined, no verdict): {', '.join(nonfinite)}"]
+        raise InsufficientData("; ".join(parts))
     return means, sel
+
+
+# What a measured detail says of non-finite cosines (any makes the claim insufficient data).
+NO_NONFINITE = "non-finite cos: 0 in every (lr, variant, layer, seed)"
 
 
 def _per_cell(means: dict, variant: str, seeds) -> str:
@@ -186,7 +220,7 @@ def measure_bn_lower_cosine(table: pd.DataFrame, claim: Claim) -> Measurement:
         f"mean cos(G, G'), Standard: {_per_cell(means, 'none', claim.seeds)}; "
         f"BN: {_per_cell(means, 'batch', claim.seeds)}; BN below Standard in "
         f"{sum(d < claim.threshold for d in diffs)} of {len(diffs)} (lr, layer, seed); "
-        f"{_l2_ratio_text(table, claim)}; {window_note(claim, sel.values())}"
+        f"{_l2_ratio_text(table, claim)}; {NO_NONFINITE}; {window_note(claim, sel.values())}"
     )
     worst = max(diffs)
     return Measurement(value=worst, detail=detail, passed=worst < claim.threshold)
@@ -207,7 +241,7 @@ def _measure_bound(variant: str, at_least: bool):
             f"{LABELS[variant]} mean cos(G, G') {_per_cell(means, variant, claim.seeds)} "
             f"(mean over seeds {'/'.join(map(str, claim.seeds))}); "
             f"{'lowest' if at_least else 'highest'} per (lr, layer, seed) {worst:.3f}; "
-            f"{window_note(claim, sel.values())}"
+            f"{NO_NONFINITE}; {window_note(claim, sel.values())}"
         )
         return Measurement(value=worst, detail=detail, passed=passed)
 
@@ -218,6 +252,8 @@ COMMON = {
     "figure": FIG3B_ID,
     "metric": COS_GLOB,
     # Every probe of the run (steps 0..9900, every 100): the paper's curves span all of training.
+    # Each run must hold all of them (100 at the presets' cadence, `probe.ics.every_n_steps`),
+    # each finite: a run with fewer, or with a nan cosine, is insufficient data (`_layer_means`).
     "window": (0, 9900),
     "seeds": (0, 1, 2),
 }
