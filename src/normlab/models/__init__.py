@@ -2,5 +2,6 @@
 
 from normlab.models.dln import DLN
 from normlab.models.mlp import MLP
+from normlab.models.vgg import VGG
 
-__all__ = ["DLN", "MLP"]
+__all__ = ["DLN", "MLP", "VGG"]
