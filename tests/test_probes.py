@@ -362,3 +362,46 @@ def test_a_parameter_outside_the_numbered_layers_is_refused() -> None:
     model.register_parameter("scale", nn.Parameter(torch.ones(1)))  # in no `layer<i>`
     with pytest.raises(NormlabError, match=r"not numbered: \['scale'\]"):
         weight_layers(model)
+
+
+@pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
+def test_probes_on_conv_nets_leave_training_bit_identical(norm, tmp_path) -> None:
+    # The VGG experiments reuse the probes on (N, C, H, W) activations and conv kernels.
+    common = [
+        "data=synthetic_cifar",
+        "data.batch_size=32",
+        "model=vgg",
+        "model.width=0.0625",
+        f"norm={norm}",
+        "debug=smoke",
+        "trainer.max_steps=6",
+        "trainer.log_every_n_steps=1",
+        "optim.lr=0.05",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+    ]
+    probes_on = [
+        "probe=[ics,landscape,activations]",
+        "probe.ics.layers=[5,10]",
+        "probe.landscape.eta_lo=0.5",
+        "probe.landscape.eta_hi=4",
+        "probe.landscape.spacing=linear",
+        "probe.landscape.num_etas=4",
+        "probe.activations.layers=[2,13]",
+        "probe.activations.unit.layer=13",
+        "probe.activations.batch_size=64",
+        *(f"probe.{p}.every_n_steps=1" for p in ("ics", "landscape", "activations")),
+    ]
+    on = run(compose_config([*common, *probes_on]), tmp_path / "on", common)
+    off = run(compose_config([*common, "probe=none"]), tmp_path / "off", common)
+    assert on.status == off.status == "finished"
+    metrics = pd.read_csv(tmp_path / "on" / "metrics.csv")
+    probed = metrics[metrics.metric.isin(["ics/layer10/cos", "landscape/beta_eff"])]
+    assert len(probed) == 2 * 6 and np.isfinite(probed.value).all()
+    assert set(metrics.query("metric == 'act/layer13/var_drift'").step) == set(range(7))
+    losses = [
+        pd.read_csv(tmp_path / d / "metrics.csv").query("metric == 'train/loss'").value.tolist()
+        for d in ("on", "off")
+    ]
+    assert len(losses[0]) == 6 and losses[0] == losses[1]
+    for key, value in on.module.state_dict().items():
+        assert torch.equal(value, off.module.state_dict()[key]), key
