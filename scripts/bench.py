@@ -17,6 +17,13 @@ milliseconds and in plain training steps (a bare PyTorch forward/backward/SGD st
 timed in the same run); the landscape probe with its eta grid as one `torch.func.vmap` call and as a
 Python loop over eta. The last line is `ratio=<median time per step with every probe at the
 presets' cadence / without probes>`: the probes' overhead on a DLN figure run.
+
+    python scripts/bench.py vgg [--steps 200] [--repeats 3] [--width 0.125] [--data-root DIR]
+
+`vgg`: Santurkar 2018's VGG-16 with BN on CIFAR-10 (batch 128, no evaluation, no probes, W&B
+off) through `Trainer.fit` against a bare PyTorch loop over the same tensors and model, interleaved;
+last line `ratio=<median normlab / plain>`. On a GPU it also reports steps/s at paper scale (width
+1) in bf16 with channels_last, without and with the ICS and landscape probes every step.
 """
 
 from __future__ import annotations
@@ -248,7 +255,98 @@ def bench_dln_probes(args: argparse.Namespace) -> float:
     return statistics.median(ratios)
 
 
-BENCHMARKS = {"mnist_mlp": bench_mnist_mlp, "dln_probes": bench_dln_probes}
+def plain_vgg_loop(cfg, dm, steps: int, device: torch.device) -> float:
+    """The same training (model, data order, batch transform, SGD) as a bare PyTorch loop."""
+    from normlab.models import VGG
+
+    torch.manual_seed(cfg.seed)
+    model = VGG(depth=cfg.model.depth, width=cfg.model.width, norm=dict(cfg.norm)).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
+    loader = TensorBatchLoader(
+        dm.train_x,
+        dm.train_y,
+        cfg.data.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        transform=dm.transform,
+    )
+    step, epoch = 0, 0
+    start = time.perf_counter()
+    while step < steps:
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step == steps:
+                break
+        epoch += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench_vgg(args: argparse.Namespace) -> float:
+    from normlab.data import CIFAR10DataModule
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    base = [
+        "data=cifar10",
+        f"data.root={args.data_root}",
+        "data.download=false",
+        "model=vgg",
+        "norm=batch",
+        "optim.lr=0.1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+        "trainer.val_check_interval=1000000",
+    ]
+    cfg = compose_config([*base, f"model.width={args.width}"])
+    dm = CIFAR10DataModule(root=args.data_root, download_dir=args.data_root, download=False)
+    dm.setup()
+    dm.train_x, dm.train_y = dm.train_x.to(device), dm.train_y.to(device)
+    print(
+        f"vgg: VGG-{cfg.model.depth} width {args.width}, norm=batch, batch {cfg.data.batch_size}, "
+        f"{args.steps} steps, {device}, {torch.get_num_threads()} threads"
+    )
+    ratios = []
+    for r in range(args.repeats):
+        overrides = [*base, f"model.width={args.width}", f"trainer.max_steps={args.steps}"]
+        t_normlab = normlab_loop(overrides)
+        t_plain = plain_vgg_loop(cfg, dm, args.steps, device)
+        ratios.append(t_normlab / t_plain)
+        print(
+            f"  repeat {r}: normlab {1e3 * t_normlab / args.steps:.2f} ms/step, "
+            f"plain {1e3 * t_plain / args.steps:.2f} ms/step, ratio {ratios[-1]:.3f}"
+        )
+    if device.type == "cuda":
+        fast = [*base, "model.width=1", "model.channels_last=true", "trainer.precision=bf16-mixed"]
+        for name, extra in (
+            ("paper scale, bf16, channels_last", []),
+            (
+                "  + ICS and landscape every step",
+                [
+                    "probe=[ics,landscape]",
+                    "probe.ics.layers=[5,10]",
+                    "probe.ics.every_n_steps=1",
+                    "probe.landscape.every_n_steps=1",
+                    "probe.landscape.eta_lo=0.5",
+                    "probe.landscape.eta_hi=4",
+                    "probe.landscape.spacing=linear",
+                ],
+            ),
+        ):
+            steps = 500 if not extra else 100
+            seconds = normlab_loop([*fast, *extra, f"trainer.max_steps={steps}"])
+            print(f"  {name}: {steps / seconds:.1f} steps/s ({1e3 * seconds / steps:.2f} ms/step)")
+    return statistics.median(ratios)
+
+
+DEFAULT_STEPS = {"mnist_mlp": 3000, "dln_probes": 2000, "vgg": 200}
+BENCHMARKS = {"mnist_mlp": bench_mnist_mlp, "dln_probes": bench_dln_probes, "vgg": bench_vgg}
 
 
 def main() -> None:
@@ -259,11 +357,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None, help=f"default: {DEFAULT_STEPS}")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--norm", default="batch", choices=["none", "batch"])
+    parser.add_argument("--width", type=float, default=0.125, help="vgg: width multiplier")
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     args = parser.parse_args()
+    args.steps = args.steps or DEFAULT_STEPS[args.benchmark]
     ratio = BENCHMARKS[args.benchmark](args)
     print(f"ratio={ratio:.3f}")
 
