@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from normlab.config import compose_config, sweep_points
-from normlab.models import DLN, MLP
+from normlab.models import DLN, MLP, VGG
 from normlab.train import CONF_DIR, build_probes
 
 
@@ -63,6 +63,17 @@ def _dln_with(*probes: str) -> Callable[[DictConfig], None]:
     return check
 
 
+def _vgg_fig1(cfg: DictConfig) -> None:
+    # Santurkar 2018, App. A.1 and Fig. 1.
+    assert cfg.model._target_.endswith("VGG") and cfg.model.depth == 16 and cfg.model.width == 1
+    assert cfg.data._target_.endswith("CIFAR10DataModule") and cfg.data.batch_size == 128
+    assert not cfg.data.augment
+    assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.momentum == 0
+    assert cfg.trainer.max_steps == 15_000 and cfg.optim.lr in (0.1, 0.5)
+    assert cfg.norm.name in ("none", "batch")
+    assert list(cfg.probe.activations.layers) == [3, 11] and _probes_on(cfg) == {"activations"}
+
+
 # preset id -> (number of sweep points, check of every composed point)
 PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "ioffe2015/fig1_mnist": (6, _fig1),
@@ -74,6 +85,7 @@ PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "santurkar2018/dln_fig11_gradchange": (6, _dln_with("landscape")),
     "santurkar2018/dln_fig13_lp_landscape": (15, _dln_with("landscape")),
     "santurkar2018/dln_suite": (21, _dln_with("ics", "landscape", "activations")),
+    "santurkar2018/vgg_fig1_lr": (12, _vgg_fig1),
 }
 
 DLN_SUITE = "santurkar2018/dln_suite"
@@ -118,7 +130,7 @@ def test_preset_composes_and_instantiates_at_every_sweep_point(preset: str, tmp_
         assert cfg.name == preset
         check(cfg)
         model = instantiate(cfg.model, norm=dict(cfg.norm))
-        assert isinstance(model, MLP | DLN)
+        assert isinstance(model, MLP | DLN | VGG)
         instantiate(cfg.data)
         instantiate(
             cfg.module, model=model, optimizer=instantiate(cfg.optim)
