@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from normlab.data.loader import Batch, TensorBatchLoader
-from normlab.errors import NormlabError
+from normlab.errors import DataNotFoundError, NormlabError
+
+
+def download_or_explain(
+    download: Callable[[Path], object], download_dir: Path, hint: str, fix: str
+) -> None:
+    """`download(download_dir)`; a failure (offline, a server error) becomes one DataNotFoundError
+    line: `hint`, where the download went and why it failed, then `fix`. A NormlabError (the
+    download was there but is not the data set) passes as it is."""
+    try:
+        download(download_dir)
+    except NormlabError:
+        raise
+    except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
+        reason = (str(err).strip().splitlines() or [""])[-1].strip()[:200]
+        raise DataNotFoundError(
+            f"{hint} and downloading it into {download_dir} failed "
+            f"({type(err).__name__}: {reason}); {fix}"
+        ) from err
 
 
 class InMemoryDataModule(L.LightningDataModule):

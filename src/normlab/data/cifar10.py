@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from normlab.data.base import InMemoryDataModule
+from normlab.data.base import InMemoryDataModule, download_or_explain
 from normlab.data.loader import Batch, TensorBatchLoader
 from normlab.errors import DataNotFoundError, NormlabError
 
@@ -324,16 +324,7 @@ class CIFAR10DataModule(CIFARShapedDataModule):
         fix = f"point data.root at a folder holding {FILENAME} (e.g. data.root=../shared/data)"
         if not self.download:
             raise DataNotFoundError(f"{hint}; download is off: {fix}, or set data.download=true")
-        try:
-            download_cifar10(self.download_dir)
-        except NormlabError:
-            raise
-        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
-            reason = (str(err).strip().splitlines() or [""])[-1].strip()[:200]
-            raise DataNotFoundError(
-                f"{hint} and downloading it into {self.download_dir} failed "
-                f"({type(err).__name__}: {reason}); {fix}"
-            ) from err
+        download_or_explain(download_cifar10, self.download_dir, hint, fix)
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         path = find_cifar10(self.root, self.download_dir)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from normlab.data.base import InMemoryDataModule
+from normlab.data.base import InMemoryDataModule, download_or_explain
 from normlab.errors import DataNotFoundError, NormlabError
 
 log = logging.getLogger(__name__)
@@ -91,14 +91,7 @@ class MNISTDataModule(InMemoryDataModule):
         fix = "point data.root at a folder holding MNIST/raw/*.gz (e.g. make reproduce DATA=../shared/data)"
         if not self.download:
             raise DataNotFoundError(f"{hint}; download is off: {fix}")
-        try:
-            download_mnist(self.download_dir)
-        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
-            reason = (str(err).strip().splitlines() or [""])[-1].strip()[:200]
-            raise DataNotFoundError(
-                f"{hint} and downloading it into {self.download_dir} failed "
-                f"({type(err).__name__}: {reason}); {fix}"
-            ) from err
+        download_or_explain(download_mnist, self.download_dir, hint, fix)
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raw = find_mnist(self.root, self.download_dir)
