@@ -68,11 +68,9 @@ def normlab_loop(overrides: list[str]) -> float:
     return timer.seconds
 
 
-def plain_loop(cfg, dm: MNISTDataModule) -> float:
-    """The same training, evaluation and probe work, written as a bare PyTorch loop."""
-    torch.manual_seed(cfg.seed)
-    model = MLP(**{k: v for k, v in cfg.model.items() if k != "_target_"}, norm=dict(cfg.norm))
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
+def plain_batches(cfg, dm, steps: int):
+    """(step, x, y) for `steps` training steps, epoch after epoch, in the order the project's
+    loader gives them (the same permutation per (seed, epoch), the same batch transform)."""
     loader = TensorBatchLoader(
         dm.train_x,
         dm.train_y,
@@ -81,6 +79,22 @@ def plain_loop(cfg, dm: MNISTDataModule) -> float:
         seed=cfg.seed,
         transform=dm.transform,
     )
+    step, epoch = 0, 0
+    while True:
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            yield step, x, y
+            step += 1
+            if step == steps:
+                return
+        epoch += 1
+
+
+def plain_loop(cfg, dm: MNISTDataModule) -> float:
+    """The same training, evaluation and probe work, written as a bare PyTorch loop."""
+    torch.manual_seed(cfg.seed)
+    model = MLP(**{k: v for k, v in cfg.model.items() if k != "_target_"}, norm=dict(cfg.norm))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
     test_x = dm.transform(dm.test_x)
     probe_cfg = cfg.probe.activations
     probe_x, _ = dm.probe_batch(probe_cfg.batch_size, seed=probe_cfg.batch_seed)
@@ -122,33 +136,25 @@ def plain_loop(cfg, dm: MNISTDataModule) -> float:
         log.extend((step, "unit", v) for v in torch.quantile(unit, q).tolist())
 
     start = time.perf_counter()
-    step, epoch = 0, 0
-    while step < steps:
-        loader.sampler.set_epoch(epoch)
-        for x, y in loader:
-            if step % every_probe == 0:
-                probe(step)
-            loss = F.cross_entropy(model(x), y)
-            if step % every_log == 0:
-                log.append((step, "train/loss", loss.item()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % every_eval == 0:
-                model.eval()
-                with torch.no_grad():
-                    logits = model(test_x)
-                    log.append(
-                        (step, "test/acc", (logits.argmax(1) == dm.test_y).float().mean().item())
-                    )
-                    log.append((step, "test/loss", F.cross_entropy(logits, dm.test_y).item()))
-                model.train()
-            if step == steps:
-                break
-        epoch += 1
-    if step % every_probe == 0:
-        probe(step)
+    for step, x, y in plain_batches(cfg, dm, steps):
+        if step % every_probe == 0:
+            probe(step)
+        loss = F.cross_entropy(model(x), y)
+        if step % every_log == 0:
+            log.append((step, "train/loss", loss.item()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % every_eval == 0:
+            model.eval()
+            with torch.no_grad():
+                logits = model(test_x)
+                acc = (logits.argmax(1) == dm.test_y).float().mean().item()
+                log.append((step + 1, "test/acc", acc))
+                log.append((step + 1, "test/loss", F.cross_entropy(logits, dm.test_y).item()))
+            model.train()
+    if steps % every_probe == 0:
+        probe(steps)
     return time.perf_counter() - start
 
 
@@ -262,27 +268,12 @@ def plain_vgg_loop(cfg, dm, steps: int, device: torch.device) -> float:
     torch.manual_seed(cfg.seed)
     model = VGG(depth=cfg.model.depth, width=cfg.model.width, norm=dict(cfg.norm)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
-    loader = TensorBatchLoader(
-        dm.train_x,
-        dm.train_y,
-        cfg.data.batch_size,
-        shuffle=True,
-        seed=cfg.seed,
-        transform=dm.transform,
-    )
-    step, epoch = 0, 0
     start = time.perf_counter()
-    while step < steps:
-        loader.sampler.set_epoch(epoch)
-        for x, y in loader:
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step == steps:
-                break
-        epoch += 1
+    for _, x, y in plain_batches(cfg, dm, steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
