@@ -13,7 +13,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +67,25 @@ class MetricsCSVLogger(Logger):
     def save(self) -> None:
         if not self._rows:
             return
-        new = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(("step", "metric", "value"))
-            writer.writerows((s, k, repr(v)) for s, k, v in self._rows)
+        append_rows(
+            self.path, ("step", "metric", "value"), ((s, k, repr(v)) for s, k, v in self._rows)
+        )
         self._rows.clear()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()
+
+
+def append_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Append `rows` to the long-format CSV at `path`, writing `header` first if it is new."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(header)
+        writer.writerows(rows)
 
 
 def last_values(path: Path) -> dict[str, float]:

@@ -33,7 +33,6 @@ is a multiple of n) at step = updates done so far, on the model evaluated throug
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,8 @@ from torch.func import functional_call
 from normlab.errors import NormlabError
 from normlab.module import log_to_loggers
 from normlab.norms import frozen_noise
+from normlab.probes.functional import cloned_buffers, detached_parameters
+from normlab.runlog import append_rows
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,11 @@ class ActivationProbe(L.Callback):
                 for b in range(len(counts))
             ]
             self._log_wandb_histogram(trainer, f"act/layer{layer}/hist", counts, edges, step)
-        self._append_histograms(Path(trainer.default_root_dir), rows)
+        append_rows(
+            Path(trainer.default_root_dir) / self.HIST_FILE,
+            ("step", "layer", "bin_lo", "bin_hi", "count"),
+            rows,
+        )
 
     def measure(self, model: nn.Module, step: int) -> tuple[dict[str, float], dict[int, Histogram]]:
         """Probe `model` (as it is after `step` updates) on the probe batch: the metrics, and each
@@ -259,10 +264,10 @@ class ActivationProbe(L.Callback):
             )
             for i in sorted(self._wanted_layers())
         ]
-        params = {k: v.detach() for k, v in model.named_parameters()}
+        params = detached_parameters(model)
         # Cloned buffers: in train mode BN updates the buffers it is given (running statistics,
         # num_batches_tracked); the clones absorb that update and are thrown away.
-        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        buffers = cloned_buffers(model)
         modes = {module: module.training for module in model.modules()}
         try:
             model.train(self.bn_mode == "train")
@@ -298,12 +303,3 @@ class ActivationProbe(L.Callback):
 
                 hist = wandb.Histogram(np_histogram=(counts.numpy(), edges.numpy()))
                 logger.experiment.log({key: hist, "trainer/global_step": step})
-
-    def _append_histograms(self, run_dir: Path, rows: list[tuple]) -> None:
-        path = run_dir / self.HIST_FILE
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(("step", "layer", "bin_lo", "bin_hi", "count"))
-            writer.writerows(rows)

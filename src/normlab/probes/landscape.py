@@ -20,7 +20,6 @@ linearly spaced. Non-finite values (a walk that blew up) are logged as they are.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from normlab.probes.functional import (
     reduce_over_ranks,
     step_context,
 )
+from normlab.runlog import append_rows
 
 SPACINGS = ("log", "linear")
 
@@ -143,23 +143,9 @@ class LandscapeProbe(StepProbe):
         metrics, grad_diff = landscape_metrics(stacked[:, 0], stacked[:, 1:], g_flat, etas)
         log_to_loggers(trainer, metrics, self._step)
         if trainer.is_global_zero:
-            self._append_curves(
-                Path(trainer.default_root_dir),
-                etas.tolist(),
-                stacked[:, 0].tolist(),
-                grad_diff.tolist(),
-            )
-
-    def _append_curves(
-        self, run_dir: Path, etas: list[float], losses: list[float], diffs: list[float]
-    ) -> None:
-        path = run_dir / self.CURVES_FILE
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(("step", "eta", "loss", "grad_diff"))
-            writer.writerows(
-                (self._step, repr(e), repr(v), repr(d))
-                for e, v, d in zip(etas, losses, diffs, strict=True)
+            rows = zip(etas.tolist(), stacked[:, 0].tolist(), grad_diff.tolist(), strict=True)
+            append_rows(
+                Path(trainer.default_root_dir) / self.CURVES_FILE,
+                ("step", "eta", "loss", "grad_diff"),
+                ((self._step, repr(e), repr(v), repr(d)) for e, v, d in rows),
             )
