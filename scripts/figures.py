@@ -69,13 +69,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # The results logger reports left-out runs in one line.
     logging.basicConfig(level=logging.WARNING, format="figures.py: %(message)s")
-    summaries = load_summaries(paths)
+    # Every figure draws finished runs; some also draw diverged ones (`FigureSpec.statuses`).
+    summaries = load_summaries(paths, statuses=("finished", "diverged"))
     if figure_id is None:
         try:
             figure_id = infer_figure_id(summaries)
         except ValueError as err:
             parser.exit(2, f"figures.py: error: {err}; name the figure as the first argument\n")
     spec = FIGURES[figure_id]
+    drawn = summaries["status"].isin(spec.statuses) if len(summaries) else []
+    if len(summaries) and not drawn.all():
+        print(
+            f"figures.py: left out {(~drawn).sum()} diverged run(s): {spec.id} draws "
+            f"{'/'.join(spec.statuses)} runs only",
+            file=sys.stderr,
+        )
+        summaries = summaries[drawn]
     table = join_metrics(summaries, metrics=spec.needed_metrics(), files=spec.files)
     print(f"{spec.id}: {summaries.shape[0]} runs from {', '.join(paths)}")
 

@@ -63,15 +63,39 @@ def _dln_with(*probes: str) -> Callable[[DictConfig], None]:
     return check
 
 
-def _vgg_fig1(cfg: DictConfig) -> None:
-    # Santurkar 2018, App. A.1 and Fig. 1.
-    assert cfg.model._target_.endswith("VGG") and cfg.model.depth == 16 and cfg.model.width == 1
+def _vgg(cfg: DictConfig, steps: int = 15_000, width: float = 1.0) -> None:
+    # Santurkar 2018, App. A.1: the VGG protocol every VGG preset shares, at paper scale.
+    assert cfg.model._target_.endswith("VGG") and cfg.model.depth == 16
+    assert cfg.model.width == width and cfg.trainer.max_steps == steps
     assert cfg.data._target_.endswith("CIFAR10DataModule") and cfg.data.batch_size == 128
     assert not cfg.data.augment
     assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.momentum == 0
-    assert cfg.trainer.max_steps == 15_000 and cfg.optim.lr in (0.1, 0.5)
-    assert cfg.norm.name in ("none", "batch")
-    assert list(cfg.probe.activations.layers) == [3, 11] and _probes_on(cfg) == {"activations"}
+    assert cfg.optim.weight_decay == 0
+    # the probes' settings are the protocol's, whichever preset turns them on
+    assert list(cfg.probe.ics.layers) == [5, 10]
+    assert (cfg.probe.landscape.eta_lo, cfg.probe.landscape.eta_hi) == (0.5, 4.0)
+    assert cfg.probe.landscape.spacing == "linear"
+    assert list(cfg.probe.activations.layers) == [2, 3, 9, 11, 13]
+
+
+def _vgg_with(
+    norms: tuple[str, ...], lrs: tuple[float, ...], *probes: str
+) -> Callable[[DictConfig], None]:
+    def check(cfg: DictConfig) -> None:
+        _vgg(cfg)
+        assert _variant(cfg) in norms and cfg.optim.lr in lrs
+        assert _probes_on(cfg) == set(probes)
+
+    return check
+
+
+def _variant(cfg: DictConfig) -> str:
+    return f"l{cfg.norm.p}" if cfg.norm.name == "lp" else cfg.norm.name
+
+
+STANDARD_BN = ("none", "batch")
+NOISY = ("none", "batch", "noisy_batch")
+ALL_NORMS = ("none", "batch", "l1", "l2", "linf")
 
 
 # preset id -> (number of sweep points, check of every composed point)
@@ -85,26 +109,63 @@ PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "santurkar2018/dln_fig11_gradchange": (6, _dln_with("landscape")),
     "santurkar2018/dln_fig13_lp_landscape": (15, _dln_with("landscape")),
     "santurkar2018/dln_suite": (21, _dln_with("ics", "landscape", "activations")),
-    "santurkar2018/vgg_fig1_lr": (12, _vgg_fig1),
+    "santurkar2018/vgg_fig1_lr": (12, _vgg_with(STANDARD_BN, (0.1, 0.5), "activations")),
+    "santurkar2018/vgg_fig2_noisy": (9, _vgg_with(NOISY, (0.1,), "activations")),
+    "santurkar2018/vgg_fig3a_ics": (12, _vgg_with(STANDARD_BN, (0.1, 0.01), "ics")),
+    "santurkar2018/vgg_fig4_landscape": (6, _vgg_with(STANDARD_BN, (0.1,), "landscape")),
+    "santurkar2018/vgg_fig5a_lp": (15, _vgg_with(ALL_NORMS, (0.1,), "activations")),
+    "santurkar2018/vgg_fig6_hist": (15, _vgg_with(ALL_NORMS, (0.1,), "activations")),
+    "santurkar2018/vgg_fig8_moments": (9, _vgg_with(NOISY, (0.1,), "activations")),
+    "santurkar2018/vgg_fig12_lp_landscape": (15, _vgg_with(ALL_NORMS, (0.1,), "landscape")),
+    "santurkar2018/vgg_suite": (
+        30,
+        _vgg_with(
+            (*NOISY, "l1", "l2", "linf"), (0.1, 0.5, 0.01), "ics", "landscape", "activations"
+        ),
+    ),
 }
 
 DLN_SUITE = "santurkar2018/dln_suite"
 
 
-def _dln_runs(preset: str) -> list[tuple[str, str, float, int]]:
+VGG_SUITE = "santurkar2018/vgg_suite"
+
+
+def _runs(preset: str, *overrides: str) -> list[tuple[str, str, float, int]]:
     """(norm, p, lr, seed) of every run of a preset's sweep."""
     runs = []
-    for point in sweep_points([f"experiment={preset}"]):
+    for point in sweep_points([f"experiment={preset}", *overrides]):
         cfg = compose_config(point)
         runs.append((cfg.norm.name, str(cfg.norm.get("p")), cfg.optim.lr, cfg.seed))
     return runs
 
 
-def test_the_dln_suite_is_the_union_of_the_dln_figures_runs_each_once() -> None:
-    suite = _dln_runs(DLN_SUITE)
-    assert len(set(suite)) == len(suite)
-    figures = [p for p in PRESET_CHECKS if p.startswith("santurkar2018/dln_") and p != DLN_SUITE]
-    assert set(suite) == {run for preset in figures for run in _dln_runs(preset)}
+@pytest.mark.parametrize(("suite", "family"), [(DLN_SUITE, "dln_"), (VGG_SUITE, "vgg_")])
+def test_a_suite_is_the_union_of_its_figures_runs_each_once(suite: str, family: str) -> None:
+    runs = _runs(suite)
+    assert len(set(runs)) == len(runs)
+    figures = [p for p in PRESET_CHECKS if p.startswith(f"santurkar2018/{family}") and p != suite]
+    assert set(runs) == {run for preset in figures for run in _runs(preset)}
+
+
+VGG_PRESETS = [p for p in PRESET_CHECKS if p.startswith("santurkar2018/vgg_")]
+
+
+@pytest.mark.parametrize("preset", VGG_PRESETS)
+def test_scale_cpu_shrinks_width_and_steps_and_keeps_the_protocol(preset: str) -> None:
+    points = sweep_points([f"experiment={preset}", "scale=cpu"])
+    assert len(points) == PRESET_CHECKS[preset][0]
+    for point in points:
+        cfg = compose_config(point)
+        _vgg(cfg, steps=4000, width=0.125)
+        assert cfg.optim.lr in (0.1, 0.5, 0.01)
+    # the sweep is the preset's: same runs as at paper scale
+    assert _runs(preset, "scale=cpu") == _runs(preset)
+
+
+def test_scale_cpu_refuses_a_model_it_does_not_shrink() -> None:
+    with pytest.raises(Exception, match=r"scale=cpu.*model=vgg"):
+        compose_config(["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"])
 
 
 def discovered_presets() -> list[str]:

@@ -159,6 +159,7 @@ def run(
             callbacks=[*build_probes(cfg), *_checkpointing(cfg, run_dir), *callbacks],
             default_root_dir=str(run_dir),
         )
+        compile_model(cfg, model, trainer.strategy.root_device)
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
         step, diverged_at = _where_training_ended(trainer)
@@ -192,6 +193,43 @@ def run(
         torch.set_num_threads(threads_before)  # `threads` is the job's, not the process's
     log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def compile_model(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> None:
+    """`compile.enabled`: torch.compile `model` in place (`nn.Module.compile`), so that its
+    state_dict keys and checkpoints stay the eager model's. Bad settings fail here, at start-up."""
+    options = cfg.get("compile") or {}
+    if not options.get("enabled"):
+        return
+    import torch._inductor
+
+    mode = options.get("mode")
+    modes = list(torch._inductor.list_mode_options())
+    if mode is not None and mode not in modes:
+        raise NormlabError(f"compile.mode={mode!r}; valid choices: {[None, *modes]}")
+    # A model compiled in place and then evaluated under torch.func (grad, vmap) makes dynamo skip
+    # nn.Module.compile's wrapper for good: every compiled module of the process runs eager after
+    # the first probed step (tests/test_compile.py). Refuse rather than compile for nothing.
+    selected = [n for n, c in (cfg.get("probe") or {}).items() if c and "_target_" in c]
+    step_probes = [n for n in selected if n in ("ics", "landscape")]
+    if step_probes:
+        raise NormlabError(
+            f"compile.enabled=true cannot run with probe={step_probes} (the ICS and landscape "
+            "probes use torch.func, which a compiled model does not support); set "
+            "compile.enabled=false or leave those probes out"
+        )
+    if device.type == "cpu":
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        try:
+            get_cpp_compiler()
+        except Exception as err:
+            raise NormlabError(
+                f"compile.enabled=true on the CPU needs a C++ compiler (inductor searched "
+                f"torch._inductor.config.cpp.cxx, set by $CXX, default g++): {err!r}; install one "
+                "or set compile.enabled=false"
+            ) from err
+    model.compile(mode=mode)
 
 
 def _checkpointing(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:

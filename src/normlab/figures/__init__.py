@@ -57,18 +57,19 @@ class FigureSpec:
     draw: Callable[[pd.DataFrame], Figure]
     claims: list[Claim] = field(default_factory=list)
     files: tuple[str, ...] = ()
+    # The run statuses the figure draws (`normlab.results.load_summaries`): the VGG figures draw
+    # diverged runs too, marked where they died.
+    statuses: tuple[str, ...] = ("finished",)
 
     def needed_metrics(self) -> list[str]:
         """The metric names/globs the figure and its claims read."""
         return list(dict.fromkeys([*self.metrics, *(c.metric for c in self.claims)]))
 
-    def load(
-        self, paths: Iterable[PathLike], statuses: Sequence[str] = ("finished",)
-    ) -> pd.DataFrame:
-        """The `load_metrics` table of the runs under `paths`, limited to what this figure reads
-        (its metrics, and the rows of its per-run `files`)."""
+    def load(self, paths: Iterable[PathLike]) -> pd.DataFrame:
+        """The `load_metrics` table of the runs under `paths` with the figure's `statuses`,
+        limited to what this figure reads (its metrics, and the rows of its per-run `files`)."""
         return load_metrics(
-            paths, statuses=statuses, metrics=self.needed_metrics(), files=self.files
+            paths, statuses=self.statuses, metrics=self.needed_metrics(), files=self.files
         )
 
 
@@ -176,6 +177,9 @@ from normlab.figures import (  # noqa: E402
     santurkar2018_dln_gradchange,
     santurkar2018_dln_ics,
     santurkar2018_dln_landscape,
+    santurkar2018_vgg,
+    santurkar2018_vgg_common,
+    santurkar2018_vgg_hist,
 )
 
 _DLN_FIGURES = (
@@ -187,12 +191,17 @@ _DLN_FIGURES = (
     santurkar2018_dln_landscape.FIG13,
 )
 
-FIGURES: dict[str, FigureSpec] = {spec.id: spec for spec in (ioffe2015_fig1.FIGURE, *_DLN_FIGURES)}
+_VGG_FIGURES = (*santurkar2018_vgg.SPECS, santurkar2018_vgg_hist.FIG6)
 
-# The DLN suite's runs are the union of the DLN figures' sweeps (conf/experiment/santurkar2018/
-# dln_suite.yaml): every DLN figure draws from it, so its runs name no one figure.
+FIGURES: dict[str, FigureSpec] = {
+    spec.id: spec for spec in (ioffe2015_fig1.FIGURE, *_DLN_FIGURES, *_VGG_FIGURES)
+}
+
+# A suite's runs are the union of its figures' sweeps (conf/experiment/santurkar2018/dln_suite.yaml,
+# vgg_suite.yaml): each of those figures draws from it, so its runs name no one figure.
 SUITES: dict[str, tuple[str, ...]] = {
     santurkar2018_common.SUITE_ID: tuple(spec.id for spec in _DLN_FIGURES),
+    santurkar2018_vgg_common.SUITE_ID: tuple(sorted(spec.id for spec in _VGG_FIGURES)),
 }
 
 __all__ = [

@@ -37,10 +37,18 @@ LR = 1e-6  # App. A.1: the DLN's learning rate "unless a figure says otherwise"
 LR_SLOW = 1e-7  # Fig. 3(b)'s second rate
 LR_COLUMN = "optim.lr"
 VARIANT = "norm.variant"  # derived: none, batch, l1, l2, linf
-LABELS = {"none": "Standard", "batch": "BN", "l1": "l1", "l2": "l2", "linf": "l_inf"}
+LABELS = {
+    "none": "Standard",
+    "batch": "BN",
+    "noisy_batch": "Noisy BN",
+    "l1": "l1",
+    "l2": "l2",
+    "linf": "l_inf",
+}
 COLORS = {
     "none": "black",
     "batch": "tab:red",
+    "noisy_batch": "tab:orange",
     "l1": "tab:blue",
     "l2": "tab:green",
     "linf": "tab:purple",
@@ -91,13 +99,13 @@ def _needs_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in ("norm.name", LR_COLUMN, "seed", "metric") if c not in table.columns]
 
 
-def select_dln_runs(
+def select_figure_runs(
     table: pd.DataFrame,
     figure_id: str,
     variants: Sequence[str],
     lrs: Sequence[float] = (LR,),
 ) -> pd.DataFrame:
-    """The rows of `table` (a `load_metrics` table) from the runs a DLN figure draws: norm variant
+    """The rows of `table` (a `load_metrics` table) from the runs a figure draws (DLN or VGG): norm variant
     in `variants` and `optim.lr` one of `lrs`, with a `norm.variant` column and `optim.lr` set to
     the declared rate. Other runs (a suite's other rates and norms) are left aside.
 

@@ -26,7 +26,7 @@ from normlab.figures.santurkar2018_common import (
     metric_band,
     plot_band_marked,
     select_claim_runs,
-    select_dln_runs,
+    select_figure_runs,
     tidy,
 )
 
@@ -38,8 +38,8 @@ EVERY = "trainer.log_every_n_steps"  # the training loss's cadence (run config)
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5(b)'s numbers: per norm variant and step, mean/min/max of `train/loss` over the `n`
     runs (seeds) at lr 1e-6 that logged it, and `n_nonfinite` (`metric_band`). ValueError when a
-    variant is missing or settings are mixed (`select_dln_runs`)."""
-    table = select_dln_runs(table, FIG5B_ID, list(LABELS), lrs=(LR,))
+    variant is missing or settings are mixed (`select_figure_runs`)."""
+    table = select_figure_runs(table, FIG5B_ID, list(LABELS), lrs=(LR,))
     frames = []
     for variant, label in LABELS.items():
         band = metric_band(table[table[VARIANT] == variant], LOSS, f"{FIG5B_ID} ({variant})")
@@ -58,7 +58,7 @@ def draw(table: pd.DataFrame) -> Figure:
     ax.set(yscale="log", xlabel="training step", ylabel="training loss", title="(b) DLN")
     ax.legend()
     legend_nonfinite([ax] if blown else [])
-    seeds = sorted(select_dln_runs(table, FIG5B_ID, list(LABELS))["seed"].unique())
+    seeds = sorted(select_figure_runs(table, FIG5B_ID, list(LABELS))["seed"].unique())
     fig.suptitle(
         "Santurkar et al. 2018, Fig. 5(b), DLN, lr 1e-6:\nmean over seeds "
         f"{'/'.join(str(int(s)) for s in seeds)}, band min..max",

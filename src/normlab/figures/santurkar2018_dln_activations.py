@@ -31,7 +31,7 @@ from normlab.figures.santurkar2018_common import (
     legend_nonfinite,
     mark_nonfinite,
     metric_band,
-    select_dln_runs,
+    select_figure_runs,
     suptitle,
     tidy,
 )
@@ -49,7 +49,7 @@ def panel_name(variant: str, layer: int) -> str:
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 9's numbers, from a `load_metrics` table holding `act/layer{1,11,24}/p15|p50|p85` of
     standard and BN runs at lr 1e-6. ValueError naming what is missing or mixed otherwise."""
-    runs = select_dln_runs(table, FIG9_ID, STANDARD_BN, lrs=(LR,))
+    runs = select_figure_runs(table, FIG9_ID, STANDARD_BN, lrs=(LR,))
     frames = []
     for variant in STANDARD_BN:
         group = runs[runs[VARIANT] == variant]
@@ -63,7 +63,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
 def draw(table: pd.DataFrame) -> Figure:
     """Fig. 9: `plot_data(table)`, two rows (Standard, BN) by three layers."""
     data = plot_data(table)
-    runs = select_dln_runs(table, FIG9_ID, STANDARD_BN, lrs=(LR,))
+    runs = select_figure_runs(table, FIG9_ID, STANDARD_BN, lrs=(LR,))
     fig = new_figure(figsize=(13, 6.5), layout="constrained")
     axes = fig.subplots(len(STANDARD_BN), len(LAYERS), sharex=True, sharey="col", squeeze=False)
     marked = []

@@ -42,7 +42,7 @@ from normlab.figures.santurkar2018_common import (
     needed_evals,
     seed_band,
     select_claim_runs,
-    select_dln_runs,
+    select_figure_runs,
     suptitle,
     tidy,
 )
@@ -87,7 +87,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 11's numbers, from a table holding `landscape.csv` of standard and BN runs at lr 1e-6
     (`FIG11.load`, or `join_metrics(..., files=("landscape.csv",))`). ValueError naming what is
     missing or mixed otherwise."""
-    runs = select_dln_runs(table, FIG11_ID, STANDARD_BN, lrs=(LR,))
+    runs = select_figure_runs(table, FIG11_ID, STANDARD_BN, lrs=(LR,))
     steps = chosen_steps(runs)
     frames = []
     for variant in STANDARD_BN:
@@ -102,7 +102,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
 def draw(table: pd.DataFrame) -> Figure:
     """Fig. 11: `plot_data(table)`, one panel per norm, one curve per chosen step."""
     data = plot_data(table)
-    runs = select_dln_runs(table, FIG11_ID, STANDARD_BN, lrs=(LR,))
+    runs = select_figure_runs(table, FIG11_ID, STANDARD_BN, lrs=(LR,))
     steps = chosen_steps(runs)
     cmap, norm = colormaps[CMAP], Normalize(vmin=0, vmax=max(steps[-1], 1))
     fig = new_figure(figsize=(10, 4.2), layout="constrained")

@@ -41,7 +41,7 @@ from normlab.figures.santurkar2018_common import (
     needed_evals,
     nonfinite_x,
     select_claim_runs,
-    select_dln_runs,
+    select_figure_runs,
     suptitle,
     tidy,
 )
@@ -73,7 +73,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 3(b)'s numbers, from a `load_metrics` table holding `train/loss` and
     `ics/layer{9,17}/l2|cos` of standard and BN runs at lr 1e-6 and 1e-7. ValueError naming what
     is missing or mixed otherwise."""
-    runs = select_dln_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
+    runs = select_figure_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
     frames = []
     for lr in LRS:
         for variant in STANDARD_BN:
@@ -99,7 +99,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
 def draw(table: pd.DataFrame) -> Figure:
     """Fig. 3(b): `plot_data(table)` in the paper's 2 x 3 layout."""
     data = plot_data(table)
-    runs = select_dln_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
+    runs = select_figure_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
     fig = new_figure(figsize=(13, 7), layout="constrained")
     axes = fig.subplots(len(LRS), len(QUANTITIES), sharex=True, squeeze=False)
     marked = []

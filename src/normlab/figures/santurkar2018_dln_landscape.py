@@ -52,7 +52,7 @@ from normlab.figures.santurkar2018_common import (
     needed_evals,
     plot_band_marked,
     select_claim_runs,
-    select_dln_runs,
+    select_figure_runs,
     step_ratios,
     suptitle,
     tidy,
@@ -88,7 +88,7 @@ def _landscape_data(
 ) -> pd.DataFrame:
     """The plotted numbers of a landscape figure: for each quantity's panel and each variant, one
     series per metric (band edges `"<norm>, min"`/`"<norm>, max"`, or the line `"<norm>"`)."""
-    runs = select_dln_runs(table, figure_id, variants, lrs=(LR,))
+    runs = select_figure_runs(table, figure_id, variants, lrs=(LR,))
     frames = []
     for quantity, panel in panels.items():
         metrics = QUANTITIES[quantity][2]
@@ -127,7 +127,7 @@ def _draw_landscape(
     data: pd.DataFrame,
     title: str,
 ) -> Figure:
-    runs = select_dln_runs(table, figure_id, variants, lrs=(LR,))
+    runs = select_figure_runs(table, figure_id, variants, lrs=(LR,))
     # Three panels side by side (Fig. 10, as Fig. 4); four in two rows (Fig. 13).
     ncols = len(panels) if len(panels) <= 3 else 2
     nrows = -(-len(panels) // ncols)

@@ -1,0 +1,349 @@
+"""What the Santurkar et al. 2018 VGG figures share: a figure as a grid of panels of lines, runs
+that diverged, and claims measured at any scale.
+
+A VGG figure draws from its own sweep (`santurkar2018/vgg_fig4_landscape`) or from the suite's
+(`santurkar2018/vgg_suite`, every probe on), at paper scale or at `scale=cpu`: it selects its runs
+by norm variant and learning rate (`santurkar2018_common.select_figure_runs`), so both sweeps give
+the same numbers.
+
+Each figure is declared as a `PanelFigure`: panels, each a list of `Line`s (one metric of the
+runs of one norm variant at one rate, mean over seeds with a min..max band). Its `plot_data` and
+`draw` are generic.
+
+Runs that diverged (the standard net at lr 0.5; `status: diverged` with `diverged_at_step`) are
+drawn, never as a normal curve: a run's line is the mean over every seed or nothing, so from the
+step a seed died on, the line's points have no mean (`n_nonfinite` counts the dead seeds) and an
+'X' at the top of the panel marks the step each run died at. Points where a living run logged inf
+or nan (a landscape walk that overflowed) are marked '^' as in the DLN figures.
+
+Claims are declared at paper scale (windows in steps of the paper's 15,000) and measured on the
+runs' own length: a window is scaled by `trainer.max_steps / 15,000` (`scaled`). A claim needs
+three seeds; on fewer (one seed at `scale=cpu`), the verdict is "insufficient data" and the
+measured column adds a provisional reading on the seeds there are (`provisional`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from normlab.claims import Claim, InsufficientData, Measurement, select_runs
+from normlab.figures import N_NONFINITE, new_figure, plot_band
+from normlab.figures.santurkar2018_common import (
+    COLORS,
+    LABELS,
+    LR_COLUMN,
+    NONFINITE_Y,
+    VARIANT,
+    lr_text,
+    mark_nonfinite,
+    nonfinite_x,
+    seed_band,
+    select_figure_runs,
+    suptitle,
+    tidy,
+    with_variants,
+)
+
+SUITE_ID = "santurkar2018/vgg_suite"
+LR = 0.1  # App. A.1: "constant lr 0.1 unless a figure says otherwise"
+LR_FAST = 0.5  # Fig. 1
+LR_SLOW = 0.01  # Fig. 3(a)
+PAPER_STEPS = 15_000  # App. A.1; claim windows are declared on this length
+STATUSES = ("finished", "diverged")  # the runs a VGG figure draws
+DIVERGED_LABEL = "run diverged"
+ACC_TRAIN = "train/acc"
+ACC_TEST = "test/acc"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One plotted line: `metric` of the runs of norm `variant` at rate `lr`."""
+
+    variant: str
+    lr: float
+    metric: str
+    label: str
+    color: str
+    style: str = "-"
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    ylabel: str
+    lines: tuple[Line, ...]
+    yscale: str = "linear"
+
+
+def norm_lines(
+    metric: str, variants: Sequence[str], lr: float = LR, style: str = "-", suffix: str = ""
+) -> tuple[Line, ...]:
+    """One line of `metric` per norm variant, in the variant's color, labelled by the norm."""
+    return tuple(Line(v, lr, metric, f"{LABELS[v]}{suffix}", COLORS[v], style) for v in variants)
+
+
+def died_padded(group: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (`run_dir, step, value` of one metric, runs of one norm and rate in `group`) with
+    the diverged runs' missing points as inf: the step each died at, and every later step another
+    run of the group logged. A line's mean then never stands for fewer seeds than it has."""
+    runs = group.drop_duplicates("run_dir").set_index("run_dir")
+    steps = np.sort(rows["step"].unique())
+    extra = []
+    for run_dir, run in runs.iterrows():
+        if run["status"] != "diverged" or pd.isna(run.get("diverged_at_step")):
+            continue
+        died = int(run["diverged_at_step"])
+        logged = set(rows.loc[rows["run_dir"] == run_dir, "step"])
+        missing = sorted({died, *steps[steps > died]} - logged)
+        extra.append(pd.DataFrame({"run_dir": run_dir, "step": missing, "value": np.inf}))
+    return pd.concat([rows[["run_dir", "step", "value"]], *extra], ignore_index=True)
+
+
+def death_steps(group: pd.DataFrame) -> list[int]:
+    """The steps the diverged runs of `group` died at."""
+    runs = group.drop_duplicates("run_dir")
+    died = runs.loc[runs["status"] == "diverged", "diverged_at_step"].dropna()
+    return sorted(int(s) for s in died)
+
+
+@dataclass(frozen=True)
+class PanelFigure:
+    """A VGG figure as a grid of panels (`ncols` wide), drawn from the runs of `variants` x `lrs`."""
+
+    id: str
+    title: str
+    variants: tuple[str, ...]
+    lrs: tuple[float, ...]
+    panels: tuple[Panel, ...]
+    ncols: int
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(line.metric for p in self.panels for line in p.lines))
+
+    def runs(self, table: pd.DataFrame) -> pd.DataFrame:
+        return select_figure_runs(table, self.id, self.variants, lrs=self.lrs)
+
+    def _group(self, runs: pd.DataFrame, line: Line) -> pd.DataFrame:
+        return runs[(runs[VARIANT] == line.variant) & np.isclose(runs[LR_COLUMN], line.lr)]
+
+    def plot_data(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The plotted numbers: per panel and line (series), per step, the mean, min and max over
+        seeds, `n` and `n_nonfinite`. ValueError naming what is missing or mixed."""
+        runs = self.runs(table)
+        frames = []
+        for panel in self.panels:
+            for line in panel.lines:
+                group = self._group(runs, line)
+                rows = group[group["metric"] == line.metric]
+                what = f"{self.id} ({line.variant}, lr {line.lr:g})"
+                alive = group.loc[group["status"] != "diverged", "run_dir"].unique()
+                absent = sorted(set(alive) - set(rows["run_dir"]))
+                if absent or (rows.empty and not death_steps(group)):
+                    raise ValueError(f"{what}: no {line.metric} logged in {', '.join(absent)}")
+                band = seed_band(died_padded(group, rows))
+                frames.append(band.assign(panel=panel.title, series=line.label))
+        return tidy(frames)
+
+    def draw(self, table: pd.DataFrame) -> Figure:
+        data = self.plot_data(table)
+        runs = self.runs(table)
+        nrows = -(-len(self.panels) // self.ncols)
+        fig = new_figure(figsize=(4.2 * self.ncols, 3.4 * nrows + 0.6), layout="constrained")
+        axes = fig.subplots(nrows, self.ncols, squeeze=False).ravel()
+        any_died = any_blown = False
+        for ax, panel in zip(axes, self.panels, strict=False):
+            for line in panel.lines:
+                band = data[(data["panel"] == panel.title) & (data["series"] == line.label)]
+                plot_band(ax, band, line.label, line.color)
+                ax.get_lines()[-1].set_linestyle(line.style)
+                died = death_steps(self._group(runs, line))
+                # '^' where a living run logged inf/nan; the steps after a death are not marked.
+                blown = nonfinite_x(band)
+                if died:
+                    blown = blown[blown < min(died)]
+                any_blown |= mark_nonfinite(ax, blown, line.color, line.label)
+                any_died |= mark_deaths(ax, died, line.color, line.label)
+            ax.set(title=panel.title, ylabel=panel.ylabel, xlabel="step", yscale=panel.yscale)
+            ax.legend(fontsize=7)
+        for ax in axes[len(self.panels) :]:
+            ax.set_visible(False)
+        extra = []
+        if any_died:
+            extra.append(Line2D([], [], ls="none", marker="X", color="0.35", label=DIVERGED_LABEL))
+        if any_blown:
+            extra.append(Line2D([], [], ls="none", marker="^", color="0.35", label="blew up (inf)"))
+        if extra:
+            fig.legend(handles=extra, loc="outside lower center", ncols=len(extra), fontsize=8)
+        scale = scale_text(runs)
+        suptitle(fig, f"{self.title} ({scale})", runs)
+        return fig
+
+
+def mark_deaths(ax, steps: Sequence[int], color: str, label: str) -> bool:
+    """An 'X' at the top of `ax` at each step a run died at; whether there was any."""
+    if not len(steps):
+        return False
+    ax.plot(
+        np.asarray(steps, dtype=float),
+        np.full(len(steps), NONFINITE_Y),
+        transform=ax.get_xaxis_transform(),
+        ls="none",
+        marker="X",
+        ms=8,
+        color=color,
+        clip_on=False,
+        label=f"_{label}: diverged",
+    )
+    return True
+
+
+def scale_text(runs: pd.DataFrame) -> str:
+    """ "VGG-16 x1, 15000 steps" from the runs' config (one setting, checked by the selection)."""
+    row = runs.iloc[0]
+    width = row.get("model.width", 1.0)
+    depth = row.get("model.depth", 16)
+    steps = row.get("trainer.max_steps", PAPER_STEPS)
+    return f"VGG-{int(depth)} width x{float(width):g}, {int(steps)} steps"
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def run_steps(table: pd.DataFrame) -> int:
+    """The runs' `trainer.max_steps`: one value, or InsufficientData."""
+    if "trainer.max_steps" not in table.columns or table.empty:
+        raise InsufficientData("no runs (no trainer.max_steps in the table)")
+    values = pd.to_numeric(table["trainer.max_steps"], errors="coerce").dropna().unique()
+    if len(values) != 1:
+        raise InsufficientData(f"runs of different lengths (trainer.max_steps: {sorted(values)})")
+    return int(values[0])
+
+
+def scaled(claim: Claim, table: pd.DataFrame) -> Claim:
+    """`claim` with its window (declared on the paper's 15,000 steps) scaled to the runs' length."""
+    factor = run_steps(table) / PAPER_STEPS
+    lo, hi = claim.window
+    return replace(claim, window=(round(lo * factor), round(hi * factor)))
+
+
+def at_lr(table: pd.DataFrame, lr: float) -> pd.DataFrame:
+    rates = pd.to_numeric(table[LR_COLUMN], errors="coerce")
+    return table[np.isclose(rates, lr, rtol=1e-9, atol=0.0)]
+
+
+def claim_with(claim: Claim, **fields: object) -> Claim:
+    """A copy of `claim` with `fields` replaced, bypassing `Claim`'s checks: one metric of a claim
+    that reads several, or a provisional reading on fewer seeds than a verdict needs."""
+    changed = copy.copy(claim)
+    for name, value in fields.items():
+        object.__setattr__(changed, name, value)
+    return changed
+
+
+def per_seed(
+    table: pd.DataFrame, claim: Claim, variant: str, lr: float, metric: str | None = None
+) -> dict[int, float]:
+    """Per seed, the mean over the claim's window of `metric` (default: the claim's) of the run of
+    `variant` at `lr`; a run that diverged gives -inf for an accuracy and +inf otherwise (as bad as
+    it gets). InsufficientData names what is missing (`normlab.claims.select_runs`)."""
+    if metric is not None:
+        claim = claim_with(claim, metric=metric)
+    table = with_variants(table) if VARIANT not in table.columns else table
+    rows = at_lr(table, lr)
+    rows = rows[rows[VARIANT] == variant]
+    dead = rows[rows["status"] == "diverged"].drop_duplicates("run_dir")
+    values: dict[int, float] = {}
+    worst = -np.inf if claim.metric.endswith("acc") else np.inf
+    for seed in dead["seed"]:
+        if seed in claim.seeds:
+            values[int(seed)] = worst
+    alive = rows[(rows["status"] != "diverged") & ~rows["seed"].isin(list(values))]
+    alive_claim = claim_with(claim, seeds=tuple(s for s in claim.seeds if s not in values))
+    if alive_claim.seeds:
+        selected = select_runs(alive, alive_claim, VARIANT, [variant], vary=("seed", "norm.*"))
+        for (_, seed), run in selected.items():
+            values[int(seed)] = float(run["value"].astype(float).mean())
+    return values
+
+
+def per_step(
+    table: pd.DataFrame, claim: Claim, variant: str, lr: float, metric: str | None = None
+) -> pd.Series:
+    """Per probed step in the claim's window, the mean over seeds of `metric` (default: the
+    claim's) of the finished runs of `variant` at `lr`; NaN-propagating (an overflowed walk stays
+    non-finite). InsufficientData names what is missing."""
+    if metric is not None:
+        claim = claim_with(claim, metric=metric)
+    rows = with_variants(at_lr(table, lr))
+    selected = select_runs(rows, claim, VARIANT, [variant], vary=("seed", "norm.*"))
+    wide = pd.concat(
+        {s: r.set_index("step")["value"].astype(float) for (_, s), r in selected.items()}, axis=1
+    )
+    return wide.mean(axis=1, skipna=False)
+
+
+def provisional(
+    measure: Callable[[pd.DataFrame, Claim], Measurement],
+) -> Callable[[pd.DataFrame, Claim], Measurement]:
+    """`measure` on the runs' length (`scaled`); when seeds are missing, still "insufficient data",
+    with a provisional reading on the seeds that ran (every run the claim needs, fewer seeds)."""
+
+    def wrapped(table: pd.DataFrame, claim: Claim) -> Measurement:
+        claim = scaled(claim, table)
+        try:
+            return measure(table, claim)
+        except InsufficientData as err:
+            present = tuple(
+                s for s in claim.seeds if "seed" in table.columns and (table["seed"] == s).any()
+            )
+            if not present or len(present) == len(claim.seeds):
+                raise
+            try:
+                m = measure(table, claim_with(claim, seeds=present))
+            except InsufficientData:
+                raise err from None
+            seeds = "/".join(map(str, present))
+            verdict = "passes" if m.passed else "fails"
+            raise InsufficientData(
+                f"{err}; provisional reading on seed {seeds} alone: {m.detail} ({verdict})"
+            ) from None
+
+    return wrapped
+
+
+def seeds_mean(values: dict[int, float]) -> float:
+    return float(np.mean(list(values.values())))
+
+
+def lr_label(lr: float) -> str:
+    return f"lr {lr:g}" if lr >= 0.01 else f"lr {lr_text(lr)}"
+
+
+__all__ = [
+    "ACC_TEST",
+    "ACC_TRAIN",
+    "LR",
+    "LR_FAST",
+    "LR_SLOW",
+    "N_NONFINITE",
+    "STATUSES",
+    "SUITE_ID",
+    "Line",
+    "Panel",
+    "PanelFigure",
+    "norm_lines",
+    "claim_with",
+    "per_seed",
+    "per_step",
+    "provisional",
+    "scaled",
+    "seeds_mean",
+]

@@ -1,0 +1,165 @@
+"""Santurkar 2018 VGG figures (Fig. 1, 2, 3(a), 4, 5(a), 6, 8, 12) on tiny real runs: every figure
+draws from the suite's sweep, a plotted line is the seed mean of what the runs logged, a figure
+from the suite equals the same figure from its own preset's sweep, claims give verdicts on three
+seeds and only a provisional reading on one, windows scale with the run length, and a run that
+diverged ends its line with a marker instead of being drawn as a curve."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from vggruns import vgg_sweep
+
+from normlab.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
+from normlab.figures import FIGURES, N_NONFINITE, SUITES
+from normlab.figures.santurkar2018_vgg import CLAIMS_FIG1, FIG4
+from normlab.figures.santurkar2018_vgg_common import DIVERGED_LABEL, SUITE_ID, scaled
+
+REPO = Path(__file__).resolve().parents[1]
+VGG_FIGURES = sorted(SUITES[SUITE_ID])
+FIG1 = "santurkar2018/vgg_fig1_lr"
+FIG4_ID = "santurkar2018/vgg_fig4_landscape"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every run of santurkar2018/vgg_suite (10 norm/rate points x 3 seeds), a few steps each."""
+    return vgg_sweep(tmp_path_factory.mktemp("vgg_suite"), SUITE_ID)
+
+
+@pytest.fixture(scope="module")
+def figures_main():
+    spec = importlib.util.spec_from_file_location("figures_script", REPO / "scripts/figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_the_suite_feeds_every_vgg_figure() -> None:
+    assert len(VGG_FIGURES) == 8
+    assert {FIGURES[f].statuses for f in VGG_FIGURES} == {("finished", "diverged")}
+
+
+@pytest.mark.parametrize("figure", VGG_FIGURES)
+def test_every_vgg_figure_draws_from_the_suite(
+    figure: str, suite: Path, figures_main, tmp_path: Path
+) -> None:
+    assert figures_main([figure, str(suite), "--out", str(tmp_path)]) == 0
+    base = tmp_path / figure
+    assert base.with_suffix(".png").stat().st_size > 10_000
+    data = pd.read_csv(base.with_name(base.name + "_data.csv"))
+    assert len(data) and (data["n"] == (1 if figure.endswith("hist") else 3)).all()
+    claims = pd.read_csv(base.with_name(base.name + "_claims.csv"))
+    assert set(claims["verdict"]) <= {REPRODUCED, NOT_REPRODUCED}, claims["measured"].tolist()
+
+
+def _logged(run_dir: Path, metric: str) -> dict[int, float]:
+    with (run_dir / "metrics.csv").open() as f:
+        return {
+            int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["metric"] == metric
+        }
+
+
+def test_a_plotted_line_is_the_seed_mean_of_the_logged_values(suite: Path) -> None:
+    spec = FIGURES[FIG4_ID]
+    data = spec.data(spec.load([suite]))
+    line = data[(data["panel"] == "(c) effective beta-smoothness") & (data["series"] == "BN")]
+    runs = [suite / f"+vgg_point=batch_lr1e-1,seed={s}" for s in range(3)]
+    logged = [_logged(r, "landscape/beta_eff") for r in runs]
+    assert sorted(line["step"]) == sorted(logged[0]) and len(line) >= 3
+    for _, row in line.iterrows():
+        values = [run[row["step"]] for run in logged]
+        assert row["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert (row["min"], row["max"]) == (min(values), max(values))
+
+
+def test_a_figure_from_the_suite_equals_the_figure_from_its_own_sweep(
+    suite: Path, tmp_path: Path
+) -> None:
+    # The preset's own runs turn on the landscape probe only; the suite's every probe.
+    alone = vgg_sweep(tmp_path / "alone", FIG4_ID)
+    spec = FIGURES[FIG4_ID]
+    from_suite, from_alone = spec.load([suite]), spec.load([alone])
+    pd.testing.assert_frame_equal(spec.data(from_suite), spec.data(from_alone))
+    pd.testing.assert_frame_equal(
+        evaluate_claims(spec.claims, from_suite), evaluate_claims(spec.claims, from_alone)
+    )
+
+
+def test_claims_need_three_seeds_and_read_one_provisionally(suite: Path) -> None:
+    seed0 = sorted(suite.glob("*seed=0"))
+    for figure in VGG_FIGURES:
+        spec = FIGURES[figure]
+        claims = evaluate_claims(spec.claims, spec.load(seed0))
+        assert (claims["verdict"] == INSUFFICIENT).all()
+        for measured in claims["measured"]:
+            assert "seeds 1/2" in measured and "provisional reading on seed 0 alone" in measured
+
+
+def test_claim_windows_scale_with_the_run_length(suite: Path) -> None:
+    table = FIGURES[FIG1].load([suite])
+    claim = CLAIMS_FIG1[0]
+    assert claim.window == (14_000, 15_000)
+    assert scaled(claim, table).window == (11, 12)  # the tiny runs train 12 steps
+    cpu = table.assign(**{"trainer.max_steps": 4000})
+    assert scaled(claim, cpu).window == (3733, 4000)
+
+
+def _diverge(run_dir: Path, at_step: int) -> None:
+    """Make a finished run read as one that hit a non-finite loss at `at_step`: its metrics end
+    before that step and its summary says `diverged`, as normlab.train writes them."""
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["step"]) < at_step)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(status="diverged", step=at_step, diverged_at_step=at_step)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_diverged_run_ends_its_line_with_a_marker(suite: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "fig1"
+    for run in suite.glob("+vgg_point=*_lr[15]e-1,seed=*"):
+        shutil.copytree(run, sweep / run.name)
+    _diverge(sweep / "+vgg_point=none_lr5e-1,seed=1", at_step=5)
+    spec = FIGURES[FIG1]
+    table = spec.load([sweep])
+    data = spec.data(table)
+    line = data[(data["panel"] == "training accuracy") & (data["series"] == "Standard, lr 0.5")]
+    before, after = line[line["step"] < 5], line[line["step"] >= 5]
+    assert before["mean"].notna().all() and (before[N_NONFINITE] == 0).all()
+    # from the step it died on, the line has no mean: never an average of the two living seeds
+    assert 5 in set(after["step"]) and after["mean"].isna().all()
+    assert (after[N_NONFINITE] == 1).all() and (after["n"] == 3).all()
+    other = data[data["series"] == "BN, lr 0.5"]
+    assert other["mean"].notna().all()
+
+    fig = spec.draw(table)
+    marks = [
+        line
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if line.get_label() == "_Standard, lr 0.5: diverged"
+    ]
+    assert marks and all(m.get_marker() == "X" and list(m.get_xdata()) == [5.0] for m in marks)
+    assert DIVERGED_LABEL in [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+    claims = evaluate_claims(spec.claims, table).set_index("id")
+    lr05 = claims.loc["santurkar2018/vgg_fig1_bn_tolerates_lr05"]
+    assert lr05["verdict"] != INSUFFICIENT and "standard diverged" in lr05["measured"]
+    # a diverged seed makes the standard net's mean accuracy -inf: "as bad as it gets"
+    assert lr05["value"] == np.inf
+
+
+def test_figure4_declares_its_probe_metrics() -> None:
+    assert {"landscape/beta_eff", "landscape/loss_max", "landscape/grad_diff_min"} <= set(
+        FIG4.metrics
+    )
