@@ -22,8 +22,11 @@ presets' cadence / without probes>`: the probes' overhead on a DLN figure run.
 
 `vgg`: Santurkar 2018's VGG-16 with BN on CIFAR-10 (batch 128, no evaluation, no probes, W&B
 off) through `Trainer.fit` against a bare PyTorch loop over the same tensors and model, interleaved;
-last line `ratio=<median normlab / plain>`. On a GPU it also reports steps/s at paper scale (width
-1) in bf16 with channels_last, without and with the ICS and landscape probes every step.
+last line `ratio=<median normlab / plain>` (the CPU target: <= 1.1). On a GPU it also prints a
+speed table at paper scale (width 1, bf16, channels_last): a bare PyTorch loop with the GPU's
+utilisation, the data path alone, normlab without probes, with each probe at every step, with the
+suite's probes at their cadence, and compiled. `--gpu-table` prints it on the CPU too (a dry run:
+add --paper-width 0.125 --paper-steps 20).
 """
 
 from __future__ import annotations
@@ -266,7 +269,12 @@ def plain_vgg_loop(cfg, dm, steps: int, device: torch.device) -> float:
     from normlab.models import VGG
 
     torch.manual_seed(cfg.seed)
-    model = VGG(depth=cfg.model.depth, width=cfg.model.width, norm=dict(cfg.norm)).to(device)
+    model = VGG(
+        depth=cfg.model.depth,
+        width=cfg.model.width,
+        norm=dict(cfg.norm),
+        channels_last=cfg.model.channels_last,
+    ).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
     start = time.perf_counter()
     for _, x, y in plain_batches(cfg, dm, steps):
@@ -277,6 +285,105 @@ def plain_vgg_loop(cfg, dm, steps: int, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def data_path_ms(cfg, dm, steps: int, device: torch.device) -> float:
+    """ms per step of the data path alone: index slices of the on-device set, normalised."""
+    start = time.perf_counter()
+    for _, x, _ in plain_batches(cfg, dm, steps):
+        x.sum()  # touch the batch, as a forward would
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1e3 * (time.perf_counter() - start) / steps
+
+
+def with_utilisation(work) -> tuple[float, str]:
+    """`work()`'s return value (seconds), and the GPU utilisation sampled every 0.1 s while it ran
+    (nvidia-smi's counter, via torch.cuda.utilization; "n/a" without a GPU or pynvml)."""
+    import threading
+
+    if not torch.cuda.is_available():
+        return work(), "n/a (no GPU)"
+    try:
+        torch.cuda.utilization()
+    except Exception as err:  # pynvml missing
+        return work(), f"n/a ({type(err).__name__})"
+    samples, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(torch.cuda.utilization())
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        seconds = work()
+    finally:
+        done.set()
+        thread.join()
+    busy = samples[len(samples) // 5 :]  # leave out the start-up fifth
+    return seconds, (f"{statistics.mean(busy):.0f}% mean of {len(busy)} samples" if busy else "n/a")
+
+
+def speed_table(args: argparse.Namespace, device: torch.device) -> None:
+    """Paper-scale VGG-16 (width `--paper-width`, 1 on a GPU) in bf16 with channels_last: a bare
+    PyTorch loop, the data path alone, normlab without probes, with each probe at every step, with
+    the suite's probes at their cadence, and compiled. Probe settings are the VGG protocol's."""
+    from normlab.data import CIFAR10DataModule
+
+    width, steps = args.paper_width, args.paper_steps
+    suite = [
+        "experiment=santurkar2018/vgg_suite",
+        "+vgg_point=batch_lr1e-1",
+        f"data.root={args.data_root}",
+        "data.download=false",
+        f"model.width={width}",
+        "model.channels_last=true",
+        "trainer.precision=bf16-mixed" if device.type == "cuda" else "trainer.precision=32-true",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+        "trainer.val_check_interval=1000000",
+    ]
+    cfg = compose_config(suite)
+    dm = CIFAR10DataModule(root=args.data_root, download_dir=args.data_root, download=False)
+    dm.setup()
+    dm.train_x, dm.train_y = dm.train_x.to(device), dm.train_y.to(device)
+    print(
+        f"speed table: VGG-16 width {width}, batch {cfg.data.batch_size}, {cfg.trainer.precision},"
+        f" channels_last, {steps} steps, {device}"
+    )
+
+    def plain() -> float:
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            return plain_vgg_loop(cfg, dm, steps, device)
+
+    plain()  # warm-up: cuDNN autotuning, allocator
+    plain_s, util = with_utilisation(plain)
+    print(f"  bare PyTorch loop: {1e3 * plain_s / steps:.2f} ms/step, GPU utilisation {util}")
+    print(f"  data path alone: {data_path_ms(cfg, dm, steps, device):.3f} ms/step")
+    every = [f"probe.{p}.every_n_steps=1" for p in ("ics", "landscape", "activations")]
+    rows = {
+        "normlab, no probes": ["probe=none"],
+        "  + ICS (layers 5, 10) every step": ["probe=[ics]", *every],
+        "  + landscape (8 etas, vmap) every step": ["probe=[landscape]", *every],
+        "  + activations (5 layers) every step": ["probe=[activations]", *every],
+        "  + every probe at the suite's cadence": [],
+    }
+    for name, extra in rows.items():
+        n = steps if "every step" not in name else max(steps // 5, 10)
+        seconds = normlab_loop([*suite, *extra, f"trainer.max_steps={n}"])
+        print(f"  {name}: {n / seconds:.1f} steps/s ({1e3 * seconds / n:.2f} ms/step)")
+    # Compiling happens inside the timed loop (at the first step): two lengths, and the
+    # difference is the compiled step's time without the compile.
+    compiled = [*suite, "probe=none", "compile.enabled=true"]
+    short, full = (normlab_loop([*compiled, f"trainer.max_steps={n}"]) for n in (steps // 5, steps))
+    per_step = (full - short) / (steps - steps // 5)
+    print(
+        f"normlab, compiled, no probes: {1 / per_step:.1f} steps/s ({1e3 * per_step:.2f} ms/step; "
+        f"compiling took ~{short - per_step * (steps // 5):.0f} s)"
+    )
 
 
 def bench_vgg(args: argparse.Namespace) -> float:
@@ -313,26 +420,8 @@ def bench_vgg(args: argparse.Namespace) -> float:
             f"  repeat {r}: normlab {1e3 * t_normlab / args.steps:.2f} ms/step, "
             f"plain {1e3 * t_plain / args.steps:.2f} ms/step, ratio {ratios[-1]:.3f}"
         )
-    if device.type == "cuda":
-        fast = [*base, "model.width=1", "model.channels_last=true", "trainer.precision=bf16-mixed"]
-        for name, extra in (
-            ("paper scale, bf16, channels_last", []),
-            (
-                "  + ICS and landscape every step",
-                [
-                    "probe=[ics,landscape]",
-                    "probe.ics.layers=[5,10]",
-                    "probe.ics.every_n_steps=1",
-                    "probe.landscape.every_n_steps=1",
-                    "probe.landscape.eta_lo=0.5",
-                    "probe.landscape.eta_hi=4",
-                    "probe.landscape.spacing=linear",
-                ],
-            ),
-        ):
-            steps = 500 if not extra else 100
-            seconds = normlab_loop([*fast, *extra, f"trainer.max_steps={steps}"])
-            print(f"  {name}: {steps / seconds:.1f} steps/s ({1e3 * seconds / steps:.2f} ms/step)")
+    if device.type == "cuda" or args.gpu_table:
+        speed_table(args, device)
     return statistics.median(ratios)
 
 
@@ -353,6 +442,11 @@ def main() -> None:
     parser.add_argument("--norm", default="batch", choices=["none", "batch"])
     parser.add_argument("--width", type=float, default=0.125, help="vgg: width multiplier")
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument(
+        "--gpu-table", action="store_true", help="vgg: the GPU speed table on this device too"
+    )
+    parser.add_argument("--paper-width", type=float, default=1.0, help="vgg: speed table width")
+    parser.add_argument("--paper-steps", type=int, default=500, help="vgg: speed table steps")
     args = parser.parse_args()
     args.steps = args.steps or DEFAULT_STEPS[args.benchmark]
     ratio = BENCHMARKS[args.benchmark](args)

@@ -1,4 +1,4 @@
-"""Draw a paper figure and its claims report from finished runs.
+"""Draw a paper figure and its claims report from runs.
 
     python scripts/figures.py [FIGURE_ID] SWEEP_DIR [SWEEP_DIR ...] --out FIG_DIR
     python scripts/figures.py --list
@@ -7,11 +7,13 @@ FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it 
 the runs (a suite's runs, `santurkar2018/dln_suite`, feed several figures: name one). A first
 argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png and .pdf, the
 plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row per plotted
-point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`; the DLN figures add
-`n_nonfinite`, the seeds whose value blew up there: such a point has no mean), and the claims
+point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`; the Santurkar 2018
+figures add `n_nonfinite`, the seeds whose value blew up, or whose run had diverged, there: such a
+point has no mean), and the claims
 report FIG_DIR/<id>_claims.md and _claims.csv. A figure that reads per-run files besides
 metrics.csv (`FigureSpec.files`: Fig. 11 reads landscape.csv) gets them in the same table; runs
-without such a file are reported in one line.
+without such a file are reported in one line. Figures draw `finished` runs; the VGG figures also
+`diverged` ones (`FigureSpec.statuses`), marked where they died; other runs are left out, counted.
 Exit codes: 0 done, 1 the figure or its claims could not be made from these runs (missing data,
 mixed settings), 2 usage error.
 """
@@ -77,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.exit(2, f"figures.py: error: {err}; name the figure as the first argument\n")
     spec = FIGURES[figure_id]
-    drawn = summaries["status"].isin(spec.statuses) if len(summaries) else []
-    if len(summaries) and not drawn.all():
+    drawn = summaries["status"].isin(spec.statuses)
+    if not drawn.all():
         print(
             f"figures.py: left out {(~drawn).sum()} diverged run(s): {spec.id} draws "
             f"{'/'.join(spec.statuses)} runs only",
             file=sys.stderr,
         )
-        summaries = summaries[drawn]
+    summaries = summaries[drawn]
     table = join_metrics(summaries, metrics=spec.needed_metrics(), files=spec.files)
     print(f"{spec.id}: {summaries.shape[0]} runs from {', '.join(paths)}")
 

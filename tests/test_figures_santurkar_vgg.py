@@ -19,7 +19,7 @@ from vggruns import vgg_sweep
 
 from normlab.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
 from normlab.figures import FIGURES, N_NONFINITE, SUITES
-from normlab.figures.santurkar2018_vgg import CLAIMS_FIG1, FIG4
+from normlab.figures.santurkar2018_vgg import CLAIMS_FIG1
 from normlab.figures.santurkar2018_vgg_common import DIVERGED_LABEL, SUITE_ID, scaled
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +40,6 @@ def figures_main():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
-
-
-def test_the_suite_feeds_every_vgg_figure() -> None:
-    assert len(VGG_FIGURES) == 8
-    assert {FIGURES[f].statuses for f in VGG_FIGURES} == {("finished", "diverged")}
 
 
 @pytest.mark.parametrize("figure", VGG_FIGURES)
@@ -141,6 +136,10 @@ def test_a_diverged_run_ends_its_line_with_a_marker(suite: Path, tmp_path: Path)
     assert (after[N_NONFINITE] == 1).all() and (after["n"] == 3).all()
     other = data[data["series"] == "BN, lr 0.5"]
     assert other["mean"].notna().all()
+    # test accuracy (every 6 steps here): the dead seed counts at the later evaluations only,
+    # no extra point at the step it died on
+    test_line = data[(data["panel"] == "test accuracy") & (data["series"] == "Standard, lr 0.5")]
+    assert sorted(test_line["step"]) == [6, 12] and test_line["mean"].isna().all()
 
     fig = spec.draw(table)
     marks = [
@@ -159,7 +158,22 @@ def test_a_diverged_run_ends_its_line_with_a_marker(suite: Path, tmp_path: Path)
     assert lr05["value"] == np.inf
 
 
-def test_figure4_declares_its_probe_metrics() -> None:
-    assert {"landscape/beta_eff", "landscape/loss_max", "landscape/grad_diff_min"} <= set(
-        FIG4.metrics
-    )
+def test_a_claim_is_never_measured_on_a_run_missing_one_of_its_evaluations(
+    suite: Path, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "fig4"
+    for run in suite.glob("+vgg_point=*_lr1e-1,seed=*"):
+        shutil.copytree(run, sweep / run.name)
+    # drop one landscape probe (step 3) from one standard run
+    metrics = sweep / "+vgg_point=none_lr1e-1,seed=2" / "metrics.csv"
+    rows = list(csv.DictReader(metrics.open()))
+    with metrics.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(
+            r for r in rows if not (r["step"] == "3" and r["metric"].startswith("landscape/"))
+        )
+    spec = FIGURES[FIG4_ID]
+    claims = evaluate_claims(spec.claims, spec.load([sweep]))
+    assert (claims["verdict"] == INSUFFICIENT).all()
+    assert claims["measured"].str.contains("need").all()

@@ -292,3 +292,28 @@ def test_a_classifier_module_on_the_regression_model_names_the_fix(tmp_path) -> 
         cause = cause.__cause__
     assert cause is not None, err.value
     assert "DLN has none; for a regression model use module=regression" in str(cause)
+
+
+def test_a_deferred_finite_check_records_the_same_divergence_step(tiny_overrides, tmp_path) -> None:
+    bad = [*tiny_overrides, "optim.lr=1e38", "model.init_std=10"]
+    _run(bad, tmp_path / "every")
+    every = json.loads((tmp_path / "every" / "summary.json").read_text())
+    _run([*bad, "module.finite_check_every_n_steps=7"], tmp_path / "deferred")
+    deferred = json.loads((tmp_path / "deferred" / "summary.json").read_text())
+    assert every["status"] == deferred["status"] == "diverged"
+    assert deferred["diverged_at_step"] == every["diverged_at_step"] == every["step"]
+    # read at the next multiple of 7 (or at the end of training), not later
+    assert every["step"] <= deferred["step"] <= every["step"] + 7
+
+
+def test_a_deferred_finite_check_still_catches_the_last_steps(tiny_overrides, tmp_path) -> None:
+    # 40 steps, read every 1000: only the end-of-training read can see the divergence
+    bad = [*tiny_overrides, "optim.lr=1e38", "model.init_std=10"]
+    _run([*bad, "module.finite_check_every_n_steps=1000"], tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] < 40
+
+
+def test_a_finite_check_cadence_below_one_is_refused(tiny_overrides, tmp_path) -> None:
+    with pytest.raises(Exception, match=r"finite_check_every_n_steps=0; valid: an integer >= 1"):
+        _run([*tiny_overrides, "module.finite_check_every_n_steps=0"], tmp_path)

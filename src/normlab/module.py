@@ -39,11 +39,21 @@ class SupervisedModule(L.LightningModule):
 
     Logs `train/loss` (and the task's other training metrics) every `log_every_n_steps` steps:
     values of the batch *before* that step's update, at step = updates done so far. A non-finite
-    training loss skips the update, records `diverged_at_step` and stops training (the run ends
-    `diverged`)."""
+    training loss records `diverged_at_step` and stops training (the run ends `diverged`).
+
+    `finite_check_every_n_steps` says how often the host looks: 1 (default) checks every loss
+    before its update, so a non-finite loss is never applied, at the cost of one host
+    synchronisation a step (nothing on a CPU; on a GPU it stalls the queue each step). With n > 1
+    the first non-finite step is tracked on the device and read every n steps and at the end of
+    training: `diverged_at_step` is the same, but up to n - 1 further updates (with non-finite
+    values) run before training stops."""
 
     def __init__(
-        self, model: nn.Module, optimizer: OptimizerFactory, log_every_n_steps: int = 50
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        log_every_n_steps: int = 50,
+        finite_check_every_n_steps: int = 1,
     ) -> None:
         super().__init__()
         # Manual optimization: one backward and one optimizer step, written out, without the
@@ -53,7 +63,15 @@ class SupervisedModule(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.log_every_n_steps = log_every_n_steps
+        if finite_check_every_n_steps < 1:
+            raise NormlabError(
+                f"module.finite_check_every_n_steps={finite_check_every_n_steps}; valid: an "
+                "integer >= 1 (1: check every loss before its update)"
+            )
+        self.finite_check_every_n_steps = finite_check_every_n_steps
         self.diverged_at_step: int | None = None
+        # n > 1: the first step whose loss was non-finite, on the device (-1: none yet).
+        self._first_nonfinite: Tensor | None = None
 
     # How a batch's loss combines over examples: "mean" or "sum". Under DDP each rank sees a shard
     # and DDP averages gradients; a summed loss is scaled by the number of ranks so that the step
@@ -76,9 +94,7 @@ class SupervisedModule(L.LightningModule):
         outputs = self.model(x)
         loss = self.loss(outputs, y)
         step = self.global_step
-        if not self._all_finite(loss):
-            self.diverged_at_step = step
-            self.trainer.should_stop = True
+        if self._stop_if_diverged(loss, step):
             return  # no backward, no update
         world_size = self.trainer.world_size
         if step % self.log_every_n_steps == 0:
@@ -108,6 +124,36 @@ class SupervisedModule(L.LightningModule):
         for index, layer in enumerate(noisy_modules(self.model)):
             layer.reseed(layer.seed, rank=self.global_rank, stream=index)
 
+    def _stop_if_diverged(self, loss: Tensor, step: int) -> bool:
+        """Whether training stops here because a loss was non-finite (`diverged_at_step` set)."""
+        if self.finite_check_every_n_steps == 1:
+            if self._all_finite(loss):
+                return False
+            self.diverged_at_step = step
+            self.trainer.should_stop = True
+            return True
+        if self._first_nonfinite is None:
+            self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=loss.device)
+        nonfinite = ~torch.isfinite(loss) & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(nonfinite, step, self._first_nonfinite)
+        if step % self.finite_check_every_n_steps or self._read_first_nonfinite() is None:
+            return False
+        self.trainer.should_stop = True
+        return True
+
+    def _read_first_nonfinite(self) -> int | None:
+        """The first non-finite step over every rank (host sync), into `diverged_at_step`."""
+        if self._first_nonfinite is None:
+            return None
+        first = self._first_nonfinite
+        if self.trainer.world_size > 1:  # every rank must stop together, or DDP hangs
+            steps = self.all_gather(first)
+            steps = steps[steps >= 0]
+            first = steps.min() if len(steps) else first.new_tensor(-1)
+        if int(first) >= 0:
+            self.diverged_at_step = int(first)
+        return self.diverged_at_step
+
     def _all_finite(self, loss: Tensor) -> bool:
         finite = bool(torch.isfinite(loss))
         if self.trainer.world_size > 1:  # every rank must stop together, or DDP hangs
@@ -115,6 +161,8 @@ class SupervisedModule(L.LightningModule):
         return finite
 
     def on_train_end(self) -> None:
+        if self.diverged_at_step is None:
+            self._read_first_nonfinite()  # n > 1: a loss after the last check
         # `callback_metrics` is what Lightning sends back from `ddp_spawn` workers to the launching
         # process, whose own trainer and module never trained: report where the run ended there.
         self.trainer.callback_metrics["run/global_step"] = torch.tensor(self.global_step)
@@ -137,6 +185,7 @@ class ClassifierModule(SupervisedModule):
         optimizer: OptimizerFactory,
         num_classes: int | None = 10,
         log_every_n_steps: int = 50,
+        finite_check_every_n_steps: int = 1,
     ) -> None:
         if num_classes is None:
             raise NormlabError(
@@ -144,7 +193,7 @@ class ClassifierModule(SupervisedModule):
                 f"and {type(model).__name__} has none; for a regression model use "
                 "module=regression (the santurkar2018/dln_* presets set it)"
             )
-        super().__init__(model, optimizer, log_every_n_steps)
+        super().__init__(model, optimizer, log_every_n_steps, finite_check_every_n_steps)
         self.test_loss = MeanMetric()
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
@@ -187,10 +236,11 @@ class RegressionModule(SupervisedModule):
         optimizer: OptimizerFactory,
         reduction: str = "sum",
         log_every_n_steps: int = 50,
+        finite_check_every_n_steps: int = 1,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise NormlabError(f"module.reduction={reduction!r}; valid choices: {list(REDUCTIONS)}")
-        super().__init__(model, optimizer, log_every_n_steps)
+        super().__init__(model, optimizer, log_every_n_steps, finite_check_every_n_steps)
         self.reduction = self.loss_reduction = reduction
         self.test_loss = MeanMetric()
 

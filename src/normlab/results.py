@@ -59,6 +59,7 @@ BOOKKEEPING_KEYS = (
     "trainer.enable_progress_bar",
     "trainer.enable_checkpointing",
     "threads",
+    "compile.*",  # compiled or eager: the same computation (tests/test_compile.py)
 )
 
 # Per-run long files beside metrics.csv (docs/run-directory.md): file name -> (the metric prefix of

@@ -1,5 +1,6 @@
-"""What the Santurkar et al. 2018 deep-linear-network (DLN) figures share: telling the norms apart,
-choosing the runs a figure needs, one band per metric, and the claims' run selection.
+"""What the Santurkar et al. 2018 figures share (the DLN's, and the VGG's through
+`santurkar2018_vgg_common`): telling the norms apart, choosing the runs a figure needs, one band
+per metric, and the claims' run selection.
 
 A DLN figure draws from its own sweep (`santurkar2018/dln_fig10_landscape`: only the runs it needs)
 or from the suite's (`santurkar2018/dln_suite`: standard and BN at lr 1e-6 and 1e-7, l_1, l_2 and
@@ -36,7 +37,7 @@ SUITE_ID = "santurkar2018/dln_suite"
 LR = 1e-6  # App. A.1: the DLN's learning rate "unless a figure says otherwise"
 LR_SLOW = 1e-7  # Fig. 3(b)'s second rate
 LR_COLUMN = "optim.lr"
-VARIANT = "norm.variant"  # derived: none, batch, l1, l2, linf
+VARIANT = "norm.variant"  # derived: none, batch, noisy_batch, l1, l2, linf
 LABELS = {
     "none": "Standard",
     "batch": "BN",
@@ -88,7 +89,7 @@ def seeds_text(seeds: Iterable) -> str:
     return "/".join(str(int(s)) for s in sorted(seeds)) or "none"
 
 
-def _at_lr(values: pd.Series, lr: float) -> pd.Series:
+def rate_is(values: pd.Series, lr: float) -> pd.Series:
     """Which config values are the rate `lr` (read back from YAML/JSON: compared with a relative
     tolerance, not bit for bit)."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
@@ -120,7 +121,7 @@ def select_figure_runs(
     found_lrs = sorted(set(pd.to_numeric(table[LR_COLUMN], errors="coerce").dropna()))
     groups = []
     for lr in lrs:
-        at_lr = table[_at_lr(table[LR_COLUMN], lr)]
+        at_lr = table[rate_is(table[LR_COLUMN], lr)]
         if at_lr.empty:
             raise ValueError(
                 f"{figure_id}: no runs at {LR_COLUMN}={lr:g} (found: "
@@ -307,14 +308,14 @@ def select_claim_runs(
     if absent:
         raise InsufficientData(f"no runs (the table has no {', '.join(absent)} column)")
     table = with_variants(table)
-    at_lrs = pd.concat([_at_lr(table[LR_COLUMN], lr) for lr in lrs], axis=1).any(axis=1)
+    at_lrs = pd.concat([rate_is(table[LR_COLUMN], lr) for lr in lrs], axis=1).any(axis=1)
     wanted = table[at_lrs & table[VARIANT].isin(list(variants)) & table["seed"].isin(claim.seeds)]
     check_one_setting(wanted, vary=VARY, what=f"claim {claim.id}")
     selected: dict[tuple[float, Hashable, int], pd.DataFrame] = {}
     problems = []
     lo, hi = claim.window
     for lr in lrs:
-        at_lr = table[_at_lr(table[LR_COLUMN], lr)]
+        at_lr = table[rate_is(table[LR_COLUMN], lr)]
         try:
             sel = select_runs(at_lr, claim, VARIANT, list(variants), vary=("seed", "norm.*"))
         except InsufficientData as err:

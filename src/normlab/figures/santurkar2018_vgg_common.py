@@ -30,21 +30,24 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from normlab.claims import Claim, InsufficientData, Measurement, select_runs
-from normlab.figures import N_NONFINITE, new_figure, plot_band
+from normlab.claims import Claim, InsufficientData, Measurement
+from normlab.figures import new_figure, plot_band
 from normlab.figures.santurkar2018_common import (
     COLORS,
     LABELS,
     LR_COLUMN,
+    NONFINITE_LABEL,
     NONFINITE_Y,
     VARIANT,
-    lr_text,
     mark_nonfinite,
     nonfinite_x,
+    rate_is,
     seed_band,
+    select_claim_runs,
     select_figure_runs,
     suptitle,
     tidy,
@@ -91,17 +94,18 @@ def norm_lines(
 
 def died_padded(group: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` (`run_dir, step, value` of one metric, runs of one norm and rate in `group`) with
-    the diverged runs' missing points as inf: the step each died at, and every later step another
-    run of the group logged. A line's mean then never stands for fewer seeds than it has."""
+    the diverged runs' missing points as inf: every step from the one it died at on that another
+    run of the group logged. A line's mean then never stands for fewer seeds than it has (the
+    step of the death itself is marked by `mark_deaths`)."""
     runs = group.drop_duplicates("run_dir").set_index("run_dir")
     steps = np.sort(rows["step"].unique())
     extra = []
-    for run_dir, run in runs.iterrows():
-        if run["status"] != "diverged" or pd.isna(run.get("diverged_at_step")):
-            continue
+    for run_dir, run in runs[runs["status"] == "diverged"].iterrows():
+        if pd.isna(run.get("diverged_at_step")):
+            raise ValueError(f"run {run_dir} diverged but its summary has no diverged_at_step")
         died = int(run["diverged_at_step"])
         logged = set(rows.loc[rows["run_dir"] == run_dir, "step"])
-        missing = sorted({died, *steps[steps > died]} - logged)
+        missing = sorted(set(steps[steps >= died]) - logged)
         extra.append(pd.DataFrame({"run_dir": run_dir, "step": missing, "value": np.inf}))
     return pd.concat([rows[["run_dir", "step", "value"]], *extra], ignore_index=True)
 
@@ -132,7 +136,8 @@ class PanelFigure:
         return select_figure_runs(table, self.id, self.variants, lrs=self.lrs)
 
     def _group(self, runs: pd.DataFrame, line: Line) -> pd.DataFrame:
-        return runs[(runs[VARIANT] == line.variant) & np.isclose(runs[LR_COLUMN], line.lr)]
+        # `select_figure_runs` has set each run's rate to the declared one: compare exactly.
+        return runs[(runs[VARIANT] == line.variant) & (runs[LR_COLUMN] == line.lr)]
 
     def plot_data(self, table: pd.DataFrame) -> pd.DataFrame:
         """The plotted numbers: per panel and line (series), per step, the mean, min and max over
@@ -146,8 +151,10 @@ class PanelFigure:
                 what = f"{self.id} ({line.variant}, lr {line.lr:g})"
                 alive = group.loc[group["status"] != "diverged", "run_dir"].unique()
                 absent = sorted(set(alive) - set(rows["run_dir"]))
-                if absent or (rows.empty and not death_steps(group)):
+                if absent:
                     raise ValueError(f"{what}: no {line.metric} logged in {', '.join(absent)}")
+                if rows.empty:
+                    raise ValueError(f"{what}: no {line.metric} logged (every run diverged first)")
                 band = seed_band(died_padded(group, rows))
                 frames.append(band.assign(panel=panel.title, series=line.label))
         return tidy(frames)
@@ -179,7 +186,7 @@ class PanelFigure:
         if any_died:
             extra.append(Line2D([], [], ls="none", marker="X", color="0.35", label=DIVERGED_LABEL))
         if any_blown:
-            extra.append(Line2D([], [], ls="none", marker="^", color="0.35", label="blew up (inf)"))
+            extra.append(Line2D([], [], ls="none", marker="^", color="0.35", label=NONFINITE_LABEL))
         if extra:
             fig.legend(handles=extra, loc="outside lower center", ncols=len(extra), fontsize=8)
         scale = scale_text(runs)
@@ -187,7 +194,7 @@ class PanelFigure:
         return fig
 
 
-def mark_deaths(ax, steps: Sequence[int], color: str, label: str) -> bool:
+def mark_deaths(ax: Axes, steps: Sequence[int], color: str, label: str) -> bool:
     """An 'X' at the top of `ax` at each step a run died at; whether there was any."""
     if not len(steps):
         return False
@@ -216,14 +223,32 @@ def scale_text(runs: pd.DataFrame) -> str:
 
 # --- claims ---------------------------------------------------------------------------------------
 
+# The config key of each logged metric's cadence: a claim needs every evaluation of its window.
+CADENCES = {
+    "train/": "trainer.log_every_n_steps",
+    "test/": "trainer.val_check_interval",
+    "ics/": "probe.ics.every_n_steps",
+    "act/": "probe.activations.every_n_steps",
+    "landscape/": "probe.landscape.every_n_steps",
+}
+
+
+def cadence_key(metric: str) -> str:
+    """The config key of `metric`'s cadence (`CADENCES`)."""
+    for prefix, key in CADENCES.items():
+        if metric.startswith(prefix):
+            return key
+    raise ValueError(f"no known cadence for {metric!r}; known prefixes: {', '.join(CADENCES)}")
+
 
 def run_steps(table: pd.DataFrame) -> int:
-    """The runs' `trainer.max_steps`: one value, or InsufficientData."""
+    """The runs' `trainer.max_steps`: InsufficientData without runs, ValueError (mixed settings)
+    when they differ."""
     if "trainer.max_steps" not in table.columns or table.empty:
         raise InsufficientData("no runs (no trainer.max_steps in the table)")
     values = pd.to_numeric(table["trainer.max_steps"], errors="coerce").dropna().unique()
     if len(values) != 1:
-        raise InsufficientData(f"runs of different lengths (trainer.max_steps: {sorted(values)})")
+        raise ValueError(f"runs of different lengths (trainer.max_steps: {sorted(values)})")
     return int(values[0])
 
 
@@ -234,17 +259,14 @@ def scaled(claim: Claim, table: pd.DataFrame) -> Claim:
     return replace(claim, window=(round(lo * factor), round(hi * factor)))
 
 
-def at_lr(table: pd.DataFrame, lr: float) -> pd.DataFrame:
-    rates = pd.to_numeric(table[LR_COLUMN], errors="coerce")
-    return table[np.isclose(rates, lr, rtol=1e-9, atol=0.0)]
-
-
 def claim_with(claim: Claim, **fields: object) -> Claim:
-    """A copy of `claim` with `fields` replaced, bypassing `Claim`'s checks: one metric of a claim
-    that reads several, or a provisional reading on fewer seeds than a verdict needs."""
-    changed = copy.copy(claim)
-    for name, value in fields.items():
-        object.__setattr__(changed, name, value)
+    """A copy of `claim` with `fields` replaced. `seeds` bypasses `Claim`'s 3-seed minimum: a
+    provisional reading on fewer seeds than a verdict needs (`provisional`), or the living seeds
+    of a claim some of whose runs diverged (`per_seed`)."""
+    seeds = fields.pop("seeds", None)
+    changed = replace(claim, **fields) if fields else copy.copy(claim)
+    if seeds is not None:
+        object.__setattr__(changed, "seeds", tuple(seeds))
     return changed
 
 
@@ -252,58 +274,52 @@ def per_seed(
     table: pd.DataFrame, claim: Claim, variant: str, lr: float, metric: str | None = None
 ) -> dict[int, float]:
     """Per seed, the mean over the claim's window of `metric` (default: the claim's) of the run of
-    `variant` at `lr`; a run that diverged gives -inf for an accuracy and +inf otherwise (as bad as
-    it gets). InsufficientData names what is missing (`normlab.claims.select_runs`)."""
-    if metric is not None:
-        claim = claim_with(claim, metric=metric)
-    table = with_variants(table) if VARIANT not in table.columns else table
-    rows = at_lr(table, lr)
-    rows = rows[rows[VARIANT] == variant]
+    `variant` at `lr`. The run must hold every evaluation of the window (`select_claim_runs`, the
+    metric's cadence: `cadence_key`). A run that diverged gives -inf for an accuracy (as bad as it
+    gets); for any other metric it has no value over the window: InsufficientData naming it."""
+    metric = metric or claim.metric
+    claim = claim_with(claim, metric=metric)
+    rows = table[rate_is(table[LR_COLUMN], lr)]
+    rows = rows[(rows[VARIANT] == variant) & rows["seed"].isin(claim.seeds)]
     dead = rows[rows["status"] == "diverged"].drop_duplicates("run_dir")
-    values: dict[int, float] = {}
-    worst = -np.inf if claim.metric.endswith("acc") else np.inf
-    for seed in dead["seed"]:
-        if seed in claim.seeds:
-            values[int(seed)] = worst
-    alive = rows[(rows["status"] != "diverged") & ~rows["seed"].isin(list(values))]
-    alive_claim = claim_with(claim, seeds=tuple(s for s in claim.seeds if s not in values))
-    if alive_claim.seeds:
-        selected = select_runs(alive, alive_claim, VARIANT, [variant], vary=("seed", "norm.*"))
-        for (_, seed), run in selected.items():
-            values[int(seed)] = float(run["value"].astype(float).mean())
+    if len(dead) and not metric.endswith("acc"):
+        died = ", ".join(
+            f"seed {s} at step {d}"
+            for s, d in zip(dead["seed"], dead["diverged_at_step"], strict=True)
+        )
+        raise InsufficientData(f"{LABELS[variant]} at lr {lr:g} diverged ({died}): no {metric}")
+    values = dict.fromkeys((int(s) for s in dead["seed"]), -np.inf)
+    alive = [s for s in claim.seeds if s not in values]
+    if alive:
+        living = table[table["status"] != "diverged"]
+        selected = select_claim_runs(
+            living, claim_with(claim, seeds=alive), (variant,), lrs=(lr,), every=cadence_key(metric)
+        )
+        values |= {
+            int(s): float(r["value"].astype(float).mean()) for (_, _, s), r in selected.items()
+        }
     return values
 
 
-def per_step(
-    table: pd.DataFrame, claim: Claim, variant: str, lr: float, metric: str | None = None
-) -> pd.Series:
-    """Per probed step in the claim's window, the mean over seeds of `metric` (default: the
-    claim's) of the finished runs of `variant` at `lr`; NaN-propagating (an overflowed walk stays
-    non-finite). InsufficientData names what is missing."""
-    if metric is not None:
-        claim = claim_with(claim, metric=metric)
-    rows = with_variants(at_lr(table, lr))
-    selected = select_runs(rows, claim, VARIANT, [variant], vary=("seed", "norm.*"))
-    wide = pd.concat(
-        {s: r.set_index("step")["value"].astype(float) for (_, s), r in selected.items()}, axis=1
-    )
-    return wide.mean(axis=1, skipna=False)
+def seeds_mean(values: dict[int, float]) -> float:
+    return float(np.mean(list(values.values())))
 
 
 def provisional(
     measure: Callable[[pd.DataFrame, Claim], Measurement],
 ) -> Callable[[pd.DataFrame, Claim], Measurement]:
-    """`measure` on the runs' length (`scaled`); when seeds are missing, still "insufficient data",
-    with a provisional reading on the seeds that ran (every run the claim needs, fewer seeds)."""
+    """`measure` on the runs' length (`scaled`), its detail ending with the scale the runs ran at
+    (`scale_text`). When seeds are missing, still "insufficient data", with a provisional reading
+    on the seeds that ran (every run the claim needs, fewer seeds)."""
 
     def wrapped(table: pd.DataFrame, claim: Claim) -> Measurement:
         claim = scaled(claim, table)
+        table = with_variants(table)
+        scale = f" [{scale_text(table)}, steps {claim.window[0]}-{claim.window[1]}]"
         try:
-            return measure(table, claim)
+            m = measure(table, claim)
         except InsufficientData as err:
-            present = tuple(
-                s for s in claim.seeds if "seed" in table.columns and (table["seed"] == s).any()
-            )
+            present = tuple(s for s in claim.seeds if (table["seed"] == s).any())
             if not present or len(present) == len(claim.seeds):
                 raise
             try:
@@ -313,37 +329,29 @@ def provisional(
             seeds = "/".join(map(str, present))
             verdict = "passes" if m.passed else "fails"
             raise InsufficientData(
-                f"{err}; provisional reading on seed {seeds} alone: {m.detail} ({verdict})"
+                f"{err}; provisional reading on seed {seeds} alone: {m.detail} ({verdict}){scale}"
             ) from None
+        return Measurement(m.value, m.detail + scale, m.passed)
 
     return wrapped
-
-
-def seeds_mean(values: dict[int, float]) -> float:
-    return float(np.mean(list(values.values())))
-
-
-def lr_label(lr: float) -> str:
-    return f"lr {lr:g}" if lr >= 0.01 else f"lr {lr_text(lr)}"
 
 
 __all__ = [
     "ACC_TEST",
     "ACC_TRAIN",
+    "DIVERGED_LABEL",
     "LR",
     "LR_FAST",
     "LR_SLOW",
-    "N_NONFINITE",
     "STATUSES",
     "SUITE_ID",
     "Line",
     "Panel",
     "PanelFigure",
     "norm_lines",
-    "claim_with",
     "per_seed",
-    "per_step",
     "provisional",
+    "scale_text",
     "scaled",
     "seeds_mean",
 ]

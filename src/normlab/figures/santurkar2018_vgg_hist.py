@@ -7,7 +7,8 @@ of training and the last, from `act_hist.csv`. Histograms of different seeds hav
 (each probe call bins its own range), so each panel shows one run: the lowest seed of its norm
 (the figure's title says which); the other seeds' histograms are in their own `act_hist.csv`.
 
-`plot_data`: panel = the norm's label, series = "step N", `step`, then `value` (the bin's centre),
+`plot_data`: panel = the norm's label, series = "step N", `step`, then `activation` (the bin's
+centre),
 `mean` = `min` = `max` the density there, `n` = 1, `n_nonfinite` = 0. Drawn from the figure's own
 sweep (`santurkar2018/vgg_fig6_hist`, the same runs as `vgg_fig5a_lp`) or from `vgg_suite`.
 """
@@ -26,8 +27,8 @@ from normlab.figures.santurkar2018_vgg_common import LR, STATUSES, scale_text
 FIG6_ID = "santurkar2018/vgg_fig6_hist"
 LAYER = 11
 COUNT = "act_hist/count"
-COLUMNS = [*DATA_COLUMNS[:3], "value", *DATA_COLUMNS[3:], N_NONFINITE]
-SHADES = (0.35, 0.65, 1.0)  # first, middle, last step: light to full colour
+COLUMNS = [*DATA_COLUMNS[:3], "activation", *DATA_COLUMNS[3:], N_NONFINITE]
+SHADES = {3: (0.35, 0.65, 1.0), 2: (0.35, 1.0), 1: (1.0,)}  # first .. last step: light to full
 
 
 def _chosen_steps(steps: np.ndarray) -> list[int]:
@@ -63,7 +64,7 @@ def plot_data(table: pd.DataFrame) -> pd.DataFrame:
                         "panel": LABELS[variant],
                         "series": f"step {step}",
                         "step": step,
-                        "value": ((hist["bin_lo"] + hist["bin_hi"]) / 2).to_numpy(dtype=float),
+                        "activation": ((hist["bin_lo"] + hist["bin_hi"]) / 2).to_numpy(dtype=float),
                         "mean": density,
                         "min": density,
                         "max": density,
@@ -83,9 +84,10 @@ def draw(table: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, len(ALL_NORMS), squeeze=False)[0]
     for ax, variant in zip(axes, ALL_NORMS, strict=True):
         panel = data[data["panel"] == LABELS[variant]]
-        for shade, (series, rows) in zip(SHADES, panel.groupby("step", sort=True), strict=False):
+        steps = panel.groupby("step", sort=True)
+        for shade, (series, rows) in zip(SHADES[steps.ngroups], steps, strict=True):
             ax.plot(
-                rows["value"],
+                rows["activation"],
                 rows["mean"],
                 color=COLORS[variant],
                 alpha=shade,
