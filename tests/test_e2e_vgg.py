@@ -45,8 +45,9 @@ def test_the_fig4_family_runs_and_draws_through_the_cli(tmp_path: Path) -> None:
             "valid layers: 1..14",
         ),
         (
+            # the activation probe reads the hidden layers' norm outputs: #14 is the classifier
             ["experiment=santurkar2018/vgg_fig1_lr", "probe.activations.layers=[0]"],
-            "valid layers: 1..14",
+            "valid layers: 1..13",
         ),
         (["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"], "scale=cpu shrinks the VGG"),
     ],

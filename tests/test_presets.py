@@ -231,3 +231,14 @@ def test_submitit_launchers_compose(launcher: str) -> None:
     assert target.startswith("hydra_plugins.hydra_submitit_launcher")
     assert ("Local" in target) == (launcher == "local")
     assert cfg.hydra.launcher.timeout_min > 0
+
+
+@pytest.mark.parametrize("preset", VGG_PRESETS)
+def test_every_vgg_preset_runs_a_couple_of_steps(preset: str, tmp_path: Path) -> None:
+    from vggruns import TINY
+
+    from normlab.train import run
+
+    first = sweep_points([f"experiment={preset}", *TINY, "trainer.max_steps=2"])[0]
+    result = run(compose_config(first), tmp_path / "run", first)
+    assert result.status == "finished" and result.summary["step"] == 2

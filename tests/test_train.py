@@ -317,3 +317,15 @@ def test_a_deferred_finite_check_still_catches_the_last_steps(tiny_overrides, tm
 def test_a_finite_check_cadence_below_one_is_refused(tiny_overrides, tmp_path) -> None:
     with pytest.raises(Exception, match=r"finite_check_every_n_steps=0; valid: an integer >= 1"):
         _run([*tiny_overrides, "module.finite_check_every_n_steps=0"], tmp_path)
+
+
+def test_a_long_job_dirname_is_cut_and_made_unique() -> None:
+    from normlab.train import MAX_DIRNAME_BYTES, _job_dirname
+
+    assert _job_dirname("norm=batch,seed=0", 3) == "norm=batch,seed=0"
+    assert _job_dirname("", 3) == "job3"
+    long = ",".join(f"probe.activations.every_n_steps={i}" for i in range(20))
+    other = long.replace("=19", "=18")
+    cut, cut_other = _job_dirname(long, 0), _job_dirname(other, 0)
+    assert len(cut.encode()) <= MAX_DIRNAME_BYTES and cut != cut_other
+    assert cut.startswith("probe.activations.every_n_steps=0,") and cut == _job_dirname(long, 7)

@@ -6,6 +6,7 @@ one job after another (or through a launcher: `hydra/launcher=local|slurm`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -31,9 +32,21 @@ log = logging.getLogger("normlab.train")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+# File systems limit a path component to 255 bytes; a job with many overrides would exceed it.
+MAX_DIRNAME_BYTES = 200
+
+
 def _job_dirname(override_dirname: str, job_num: int) -> str:
-    """A multirun job's sub-directory: its overrides (`norm=batch,seed=0`), or `job{N}` if none."""
-    return override_dirname or f"job{job_num}"
+    """A multirun job's sub-directory: its overrides (`norm=batch,seed=0`), or `job{N}` if none.
+    Past `MAX_DIRNAME_BYTES`, the overrides are cut and a hash of all of them appended, so two
+    jobs never share a directory (the full overrides are in the run's summary.json)."""
+    if not override_dirname:
+        return f"job{job_num}"
+    if len(override_dirname.encode()) <= MAX_DIRNAME_BYTES:
+        return override_dirname
+    digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:12]
+    cut = override_dirname.encode()[: MAX_DIRNAME_BYTES - 16].decode(errors="ignore")
+    return f"{cut}...{digest}"
 
 
 OmegaConf.register_new_resolver("job_dirname", _job_dirname, replace=True)

@@ -260,13 +260,13 @@ def scaled(claim: Claim, table: pd.DataFrame) -> Claim:
 
 
 def claim_with(claim: Claim, **fields: object) -> Claim:
-    """A copy of `claim` with `fields` replaced. `seeds` bypasses `Claim`'s 3-seed minimum: a
-    provisional reading on fewer seeds than a verdict needs (`provisional`), or the living seeds
-    of a claim some of whose runs diverged (`per_seed`)."""
-    seeds = fields.pop("seeds", None)
-    changed = replace(claim, **fields) if fields else copy.copy(claim)
-    if seeds is not None:
-        object.__setattr__(changed, "seeds", tuple(seeds))
+    """A copy of `claim` with `fields` replaced, bypassing `Claim`'s checks: its 3-seed minimum
+    does not hold for a provisional reading on fewer seeds (`provisional`), nor for the living
+    seeds of a claim some of whose runs diverged (`per_seed`), and such a claim may then be asked
+    for one metric of several (`per_seed`)."""
+    changed = copy.copy(claim)
+    for name, value in fields.items():
+        object.__setattr__(changed, name, tuple(value) if name == "seeds" else value)
     return changed
 
 
