@@ -206,10 +206,18 @@ NONFINITE_LABEL = "blew up (inf)"
 NONFINITE_Y = 0.97  # where the markers sit, as a fraction of the axes' height
 
 
-def mark_nonfinite(ax: Axes, x: Sequence[float] | np.ndarray, color: str, label: str) -> bool:
-    """A '^' at the top of `ax`, in `color`, at each x of a point some run logged as inf or nan
-    (no value is drawn there); not in the legend (see `legend_nonfinite`), its line labelled
-    `"_<label>: blew up"`. Whether there was anything to mark."""
+def mark_nonfinite(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray,
+    color: str,
+    label: str,
+    marker: str = "^",
+    what: str = "blew up",
+) -> bool:
+    """A `marker` ('^') at the top of `ax`, in `color`, at each x of a point some run logged as inf
+    or nan (no value is drawn there); not in the legend (see `legend_nonfinite`), its line
+    labelled `"_<label>: <what>"`. Whether there was anything to mark. (The VGG figures mark the
+    step a run diverged at with an 'X' the same way.)"""
     x = np.asarray(x, dtype=float)
     if not len(x):
         return False
@@ -218,11 +226,11 @@ def mark_nonfinite(ax: Axes, x: Sequence[float] | np.ndarray, color: str, label:
         np.full(len(x), NONFINITE_Y),
         transform=ax.get_xaxis_transform(),  # x in data, y in axes coordinates
         ls="none",
-        marker="^",
-        ms=6,
+        marker=marker,
+        ms=6 if marker == "^" else 8,
         color=color,
         clip_on=False,
-        label=f"_{label}: blew up",
+        label=f"_{label}: {what}",
     )
     return True
 

@@ -62,7 +62,7 @@ def _percentile_panels(layers: tuple[int, ...], variants: tuple[str, ...]) -> li
     channel and position pooled), at lr 0.1."""
     return [
         Panel(
-            f"{LABELS[v]}, layer #{layer}, all channels",
+            f"{LABELS[v]}, layer #{layer}, all channels, lr {LR:g}",
             "activation (ReLU input)",
             tuple(
                 Line(v, LR, f"act/layer{layer}/{p}", label, COLORS[v], style)
@@ -79,7 +79,7 @@ def _unit_panels(layer: int, unit: int, variants: tuple[str, ...]) -> list[Panel
     its 15th, 50th and 85th percentiles (the activation probe's `unit`)."""
     return [
         Panel(
-            f"{LABELS[v]}, layer #{layer}, channel {unit}",
+            f"{LABELS[v]}, layer #{layer}, channel {unit}, lr {LR:g}",
             "activation (ReLU input)",
             tuple(
                 Line(v, LR, f"act/layer{layer}/unit{unit}/{p}", label, COLORS[v], style)

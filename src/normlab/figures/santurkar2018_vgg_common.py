@@ -41,7 +41,6 @@ from normlab.figures.santurkar2018_common import (
     LABELS,
     LR_COLUMN,
     NONFINITE_LABEL,
-    NONFINITE_Y,
     VARIANT,
     mark_nonfinite,
     nonfinite_x,
@@ -196,20 +195,7 @@ class PanelFigure:
 
 def mark_deaths(ax: Axes, steps: Sequence[int], color: str, label: str) -> bool:
     """An 'X' at the top of `ax` at each step a run died at; whether there was any."""
-    if not len(steps):
-        return False
-    ax.plot(
-        np.asarray(steps, dtype=float),
-        np.full(len(steps), NONFINITE_Y),
-        transform=ax.get_xaxis_transform(),
-        ls="none",
-        marker="X",
-        ms=8,
-        color=color,
-        clip_on=False,
-        label=f"_{label}: diverged",
-    )
-    return True
+    return mark_nonfinite(ax, steps, color, label, marker="X", what="diverged")
 
 
 def scale_text(runs: pd.DataFrame) -> str:
