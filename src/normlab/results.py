@@ -60,6 +60,9 @@ BOOKKEEPING_KEYS = (
     "trainer.enable_checkpointing",
     "threads",
     "compile.*",  # compiled or eager: the same computation (tests/test_compile.py)
+    # How often the host looks for a non-finite loss: a finished run's numbers and a diverged
+    # run's diverged_at_step do not depend on it (tests/test_train.py).
+    "module.finite_check_every_n_steps",
 )
 
 # Per-run long files beside metrics.csv (docs/run-directory.md): file name -> (the metric prefix of

@@ -42,6 +42,7 @@ from normlab.figures.santurkar2018_common import (
     LR_COLUMN,
     NONFINITE_LABEL,
     VARIANT,
+    VARY,
     mark_nonfinite,
     nonfinite_x,
     rate_is,
@@ -52,6 +53,7 @@ from normlab.figures.santurkar2018_common import (
     tidy,
     with_variants,
 )
+from normlab.results import check_one_setting
 
 SUITE_ID = "santurkar2018/vgg_suite"
 LR = 0.1  # App. A.1: "constant lr 0.1 unless a figure says otherwise"
@@ -299,6 +301,9 @@ def provisional(
     on the seeds that ran (every run the claim needs, fewer seeds)."""
 
     def wrapped(table: pd.DataFrame, claim: Claim) -> Measurement:
+        # The runs a claim compares (norms, rates) are measured one (norm, rate) at a time: check
+        # here, once, that they are one setting apart from the seed, the norm and the rate.
+        check_one_setting(table, vary=VARY, what=f"claim {claim.id}")
         claim = scaled(claim, table)
         table = with_variants(table)
         scale = f" [{scale_text(table)}, steps {claim.window[0]}-{claim.window[1]}]"
