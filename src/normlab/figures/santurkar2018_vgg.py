@@ -324,7 +324,11 @@ CHANGES = ("mean_change", "var_change")  # from the previous probe
 
 
 def _moments(
-    table: pd.DataFrame, claim: Claim, variant: str, layers: tuple[int, ...], quantities
+    table: pd.DataFrame,
+    claim: Claim,
+    variant: str,
+    layers: tuple[int, ...],
+    quantities: tuple[str, ...],
 ) -> dict:
     """Per quantity, the mean over `layers` of the seed-mean of act/layer{i}/<quantity>."""
     return {
