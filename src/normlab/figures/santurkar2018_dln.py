@@ -21,6 +21,7 @@ from normlab.figures.santurkar2018_common import (
     LABELS,
     LP_VARIANTS,
     LR,
+    STANDARD_BN,
     VARIANT,
     legend_nonfinite,
     metric_band,
@@ -35,13 +36,17 @@ LOSS = "train/loss"
 EVERY = "trainer.log_every_n_steps"  # the training loss's cadence (run config)
 
 
+FIG5B_VARIANTS = [*STANDARD_BN, *LP_VARIANTS]  # no noisy BN in the DLN figures
+
+
 def plot_data(table: pd.DataFrame) -> pd.DataFrame:
     """Fig. 5(b)'s numbers: per norm variant and step, mean/min/max of `train/loss` over the `n`
     runs (seeds) at lr 1e-6 that logged it, and `n_nonfinite` (`metric_band`). ValueError when a
     variant is missing or settings are mixed (`select_figure_runs`)."""
-    table = select_figure_runs(table, FIG5B_ID, list(LABELS), lrs=(LR,))
+    table = select_figure_runs(table, FIG5B_ID, FIG5B_VARIANTS, lrs=(LR,))
     frames = []
-    for variant, label in LABELS.items():
+    for variant in FIG5B_VARIANTS:
+        label = LABELS[variant]
         band = metric_band(table[table[VARIANT] == variant], LOSS, f"{FIG5B_ID} ({variant})")
         frames.append(band.assign(panel="b", series=label))
     return tidy(frames)
@@ -53,12 +58,13 @@ def draw(table: pd.DataFrame) -> Figure:
     fig = new_figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     blown = False
-    for variant, label in LABELS.items():
+    for variant in FIG5B_VARIANTS:
+        label = LABELS[variant]
         blown |= plot_band_marked(ax, data[data["series"] == label], label, COLORS[variant])
     ax.set(yscale="log", xlabel="training step", ylabel="training loss", title="(b) DLN")
     ax.legend()
     legend_nonfinite([ax] if blown else [])
-    seeds = sorted(select_figure_runs(table, FIG5B_ID, list(LABELS))["seed"].unique())
+    seeds = sorted(select_figure_runs(table, FIG5B_ID, FIG5B_VARIANTS)["seed"].unique())
     fig.suptitle(
         "Santurkar et al. 2018, Fig. 5(b), DLN, lr 1e-6:\nmean over seeds "
         f"{'/'.join(str(int(s)) for s in seeds)}, band min..max",
