@@ -177,3 +177,13 @@ def test_a_claim_is_never_measured_on_a_run_missing_one_of_its_evaluations(
     claims = evaluate_claims(spec.claims, spec.load([sweep]))
     assert (claims["verdict"] == INSUFFICIENT).all()
     assert claims["measured"].str.contains("need").all()
+
+
+def test_a_provisional_reading_uses_the_seeds_every_needed_run_has(suite: Path) -> None:
+    # Fig. 3(a) needs lr 0.1 and 0.01: with three seeds at lr 0.1 and seed 0 only at lr 0.01 the
+    # reading is on seed 0 alone
+    runs = [r for r in suite.iterdir() if "lr1e-2" not in r.name or r.name.endswith("seed=0")]
+    spec = FIGURES["santurkar2018/vgg_fig3a_ics"]
+    claims = evaluate_claims(spec.claims, spec.load(runs))
+    assert (claims["verdict"] == INSUFFICIENT).all()
+    assert claims["measured"].str.contains("provisional reading on seed 0 alone").all()

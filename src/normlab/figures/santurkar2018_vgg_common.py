@@ -293,6 +293,20 @@ def seeds_mean(values: dict[int, float]) -> float:
     return float(np.mean(list(values.values())))
 
 
+def _measurable(
+    measure: Callable[[pd.DataFrame, Claim], Measurement],
+    table: pd.DataFrame,
+    claim: Claim,
+    seed: int,
+) -> bool:
+    """Whether `measure` has everything it needs for `claim` on `seed` alone."""
+    try:
+        measure(table, claim_with(claim, seeds=(seed,)))
+    except InsufficientData:
+        return False
+    return True
+
+
 def provisional(
     measure: Callable[[pd.DataFrame, Claim], Measurement],
 ) -> Callable[[pd.DataFrame, Claim], Measurement]:
@@ -310,13 +324,11 @@ def provisional(
         try:
             m = measure(table, claim)
         except InsufficientData as err:
-            present = tuple(s for s in claim.seeds if (table["seed"] == s).any())
+            # The seeds whose every needed run is there (some runs may have more seeds than others)
+            present = tuple(s for s in claim.seeds if _measurable(measure, table, claim, s))
             if not present or len(present) == len(claim.seeds):
                 raise
-            try:
-                m = measure(table, claim_with(claim, seeds=present))
-            except InsufficientData:
-                raise err from None
+            m = measure(table, claim_with(claim, seeds=present))
             seeds = "/".join(map(str, present))
             verdict = "passes" if m.passed else "fails"
             raise InsufficientData(
