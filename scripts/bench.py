@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.config import compose_config
-from normlab.data import MNISTDataModule, TensorBatchLoader
+from normlab.data import CIFAR10DataModule, MNISTDataModule, TensorBatchLoader
 from normlab.models import MLP
 from normlab.train import run
 
@@ -326,11 +326,10 @@ def with_utilisation(work) -> tuple[float, str]:
     return seconds, (f"{statistics.mean(busy):.0f}% mean of {len(busy)} samples" if busy else "n/a")
 
 
-def speed_table(args: argparse.Namespace, device: torch.device) -> None:
+def speed_table(args: argparse.Namespace, device: torch.device, dm: CIFAR10DataModule) -> None:
     """Paper-scale VGG-16 (width `--paper-width`, 1 on a GPU) in bf16 with channels_last: a bare
     PyTorch loop, the data path alone, normlab without probes, with each probe at every step, with
     the suite's probes at their cadence, and compiled. Probe settings are the VGG protocol's."""
-    from normlab.data import CIFAR10DataModule
 
     width, steps = args.paper_width, args.paper_steps
     suite = [
@@ -347,9 +346,6 @@ def speed_table(args: argparse.Namespace, device: torch.device) -> None:
         "trainer.val_check_interval=1000000",
     ]
     cfg = compose_config(suite)
-    dm = CIFAR10DataModule(root=args.data_root, download_dir=args.data_root, download=False)
-    dm.setup()
-    dm.train_x, dm.train_y = dm.train_x.to(device), dm.train_y.to(device)
     print(
         f"speed table: VGG-16 width {width}, batch {cfg.data.batch_size}, {cfg.trainer.precision},"
         f" channels_last, {steps} steps, {device}"
@@ -387,7 +383,6 @@ def speed_table(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def bench_vgg(args: argparse.Namespace) -> float:
-    from normlab.data import CIFAR10DataModule
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = [
@@ -421,7 +416,7 @@ def bench_vgg(args: argparse.Namespace) -> float:
             f"plain {1e3 * t_plain / args.steps:.2f} ms/step, ratio {ratios[-1]:.3f}"
         )
     if device.type == "cuda" or args.gpu_table:
-        speed_table(args, device)
+        speed_table(args, device, dm)  # the training set already on the device
     return statistics.median(ratios)
 
 
