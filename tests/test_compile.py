@@ -193,9 +193,14 @@ def test_compiled_training_matches_eager_and_keeps_checkpoint_keys(tmp_path) -> 
     losses = metrics["eager"].xs("train/loss", level="metric")
     assert len(losses) == 3 and "act/layer3/p50" in metrics["eager"].index.get_level_values(1)
     probe = metrics["eager"].index.get_level_values("metric").str.startswith("act/")
-    # training and test metrics: the same to float32 rounding (inductor fuses and reorders)
+    # training and test metrics: the same to float32 rounding (inductor fuses and reorders);
+    # test/acc counts predictions, so one example on the edge may flip on another CPU
+    acc = metrics["eager"].index.get_level_values("metric") == "test/acc"
     pd.testing.assert_series_equal(
-        metrics["compiled"][~probe], metrics["eager"][~probe], rtol=1e-5, atol=1e-6
+        metrics["compiled"][~probe & ~acc], metrics["eager"][~probe & ~acc], rtol=1e-5, atol=1e-6
+    )
+    pd.testing.assert_series_equal(
+        metrics["compiled"][acc], metrics["eager"][acc], rtol=0, atol=2.5e-3
     )
     # the probe's percentiles and moments of ~0-centred activations: absolute differences ~1e-6
     pd.testing.assert_series_equal(

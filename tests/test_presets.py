@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from normlab.config import compose_config, sweep_points
 from normlab.models import DLN, MLP, VGG
+from normlab.schema import validate_config
 from normlab.train import CONF_DIR, build_probes
 
 
@@ -189,6 +190,7 @@ def test_preset_composes_and_instantiates_at_every_sweep_point(preset: str, tmp_
     for point in points:
         cfg = compose_config([*point, f"paths.data_dir={tmp_path}"])
         assert cfg.name == preset
+        validate_config(cfg, point)  # what the entry point checks before a job starts
         check(cfg)
         model = instantiate(cfg.model, norm=dict(cfg.norm))
         assert isinstance(model, MLP | DLN | VGG)

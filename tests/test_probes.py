@@ -141,7 +141,9 @@ def test_landscape_walk_equals_a_loop_over_deep_copies(norm, method) -> None:
         ref_diffs.append(torch.linalg.vector_norm(ref_grad - g_flat).item())
     ref_losses, ref_diffs = torch.tensor(ref_losses), torch.tensor(ref_diffs)
     torch.testing.assert_close(losses, ref_losses, rtol=1e-5, atol=0)
-    torch.testing.assert_close(grad_diff, ref_diffs, rtol=1e-5, atol=1e-6)
+    # ||g_eta - g|| at the smallest etas cancels: its round-off is ~eps * ||g||, whatever eta
+    round_off = 1e-6 * torch.linalg.vector_norm(g_flat).item()
+    torch.testing.assert_close(grad_diff, ref_diffs, rtol=1e-5, atol=round_off)
     assert metrics["landscape/loss_min"] == pytest.approx(ref_losses.min().item(), rel=1e-5)
     assert metrics["landscape/grad_diff_max"] == pytest.approx(ref_diffs.max().item(), rel=1e-5)
     beta = (ref_diffs / (etas * torch.linalg.vector_norm(g_flat))).max().item()
@@ -278,7 +280,8 @@ def test_probes_in_training_measure_step_t_with_the_real_update(norm, method, tm
     for i in (2, 5):
         l2, cos = expected_ics[i]
         assert at0[f"ics/layer{i}/l2"] == pytest.approx(l2, rel=1e-4)
-        assert 1 - at0[f"ics/layer{i}/cos"] == pytest.approx(1 - cos, rel=1e-3, abs=1e-7)
+        # a float32 cosine near 1 is known to a few ulps (6e-8 each)
+        assert 1 - at0[f"ics/layer{i}/cos"] == pytest.approx(1 - cos, rel=1e-3, abs=5e-7)
     losses, diffs = np.array(walk).T
     np.testing.assert_allclose(step0.loss, losses, rtol=1e-5)
     np.testing.assert_allclose(step0.grad_diff, diffs, rtol=1e-4)

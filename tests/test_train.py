@@ -235,10 +235,11 @@ def test_ctrl_c_leaves_an_interrupted_run(tiny_overrides, tmp_path) -> None:
     assert summary["status"] == "interrupted" and summary["step"] == 12
 
 
-def test_fast_dev_run_is_never_finished(tiny_overrides, tmp_path) -> None:
-    result = _run([*tiny_overrides, "+trainer.fast_dev_run=1"], tmp_path)
-    assert result.status == "interrupted"
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"
+def test_fast_dev_run_is_never_finished_and_says_what_it_was(tiny_overrides, tmp_path) -> None:
+    result = _run([*tiny_overrides, "debug=fast_dev_run"], tmp_path)
+    assert result.status == "fast_dev_run"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "fast_dev_run" and summary["error"] is None
 
 
 def test_a_run_directory_is_never_reused(tiny_overrides, tmp_path) -> None:

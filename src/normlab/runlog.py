@@ -21,7 +21,9 @@ import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
+# `fast_dev_run`: a check of the code path (debug=fast_dev_run: one training and one validation
+# batch), never a result.
+STATUSES = ("running", "finished", "diverged", "failed", "interrupted", "fast_dev_run")
 
 
 class MetricsCSVLogger(Logger):
@@ -37,6 +39,8 @@ class MetricsCSVLogger(Logger):
         self.path = Path(run_dir) / self.FILE
         self.flush_every = flush_every
         self._rows: list[tuple[int, str, float]] = []
+        # The last value of each metric, for the progress lines (normlab.console).
+        self.latest: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -60,6 +64,7 @@ class MetricsCSVLogger(Logger):
         for key, value in metrics.items():
             value = float(value.item() if isinstance(value, torch.Tensor) else value)
             self._rows.append((step, key, value))
+            self.latest[key] = value
         if len(self._rows) >= self.flush_every:
             self.save()
 

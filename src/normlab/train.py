@@ -23,9 +23,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
 from normlab.errors import NormlabError
 from normlab.module import SupervisedModule
 from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
+from normlab.schema import check_overrides, validate_config
 
 log = logging.getLogger("normlab.train")
 
@@ -73,15 +75,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path, job_name: str) -> list[L.pytor
             raise NormlabError(
                 f"logger.wandb.mode={mode!r}; valid choices: ['offline', 'online', 'disabled']"
             )
-        loggers.append(
-            WandbLogger(
-                save_dir=str(run_dir),
-                name=job_name,
-                mode=mode,
-                config=OmegaConf.to_container(cfg, resolve=True),
-                **options,
-            )
+        wandb_logger = WandbLogger(
+            save_dir=str(run_dir),
+            name=job_name,
+            mode=mode,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            **options,
         )
+        # WandbLogger always passes `anonymous`, which W&B >= 0.31 ignores with a warning.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
@@ -97,14 +100,22 @@ def build_probes(cfg: DictConfig) -> list[L.Callback]:
     return probes
 
 
-def _finish_wandb(ok: bool) -> None:
+# The statuses a W&B run ends with exit code 0: the others (diverged, failed, interrupted) show as
+# failed on the dashboard, with normlab's status in the run's summary.
+WANDB_OK_STATUSES = ("finished", "fast_dev_run")
+
+
+def _finish_wandb(summary: dict[str, Any]) -> None:
     # WandbLogger never calls wandb.finish(): without it the next job of a multirun would log
-    # into this job's run. A failed or interrupted run shows as failed on the dashboard.
+    # into this job's run.
     if "wandb" in sys.modules:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(exit_code=0 if ok else 1)
+            wandb.run.summary.update(
+                {k: summary.get(k) for k in ("status", "diverged_at_step", "step", "error")}
+            )
+            wandb.finish(exit_code=0 if summary["status"] in WANDB_OK_STATUSES else 1)
 
 
 def warn_if_sweep_ignored(cfg: DictConfig) -> None:
@@ -143,7 +154,9 @@ def run(
             f"{run_dir} already holds a run (summary.json); choose another directory "
             "(hydra.run.dir / hydra.sweep.dir) or set resume=<checkpoint> to continue it"
         )
+    _validate_at_the_door(cfg, run_dir, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
+    silence_library_noise()
     torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
     threads_before = torch.get_num_threads()
     if cfg.get("threads"):
@@ -166,10 +179,17 @@ def run(
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model, norm=OmegaConf.to_container(cfg.norm, resolve=True))
         module = instantiate(cfg.module, model=model, optimizer=instantiate(cfg.optim))
+        progress_bar = progress_bar_wanted(cfg.trainer.get("enable_progress_bar", "auto"))
         trainer = instantiate(
             cfg.trainer,
             logger=build_loggers(cfg, run_dir, job_name),
-            callbacks=[*build_probes(cfg), *_checkpointing(cfg, run_dir), *callbacks],
+            callbacks=[
+                *build_probes(cfg),
+                *_checkpointing(cfg, run_dir),
+                *([] if progress_bar else [ProgressLines(max_steps)]),
+                *callbacks,
+            ],
+            enable_progress_bar=progress_bar,
             default_root_dir=str(run_dir),
         )
         compile_model(cfg, model, trainer.strategy.root_device)
@@ -179,7 +199,9 @@ def run(
         if diverged_at is not None:
             status, fields = "diverged", {"diverged_at_step": diverged_at}
             log.warning("run diverged: non-finite loss at step %d", diverged_at)
-        elif step == max_steps and not trainer.fast_dev_run:
+        elif trainer.fast_dev_run:
+            status = "fast_dev_run"  # a check of the code path, never a result
+        elif step == max_steps:
             status = "finished"
         else:
             status, fields = "interrupted", {"error": f"stopped at step {step} of {max_steps}"}
@@ -202,10 +224,23 @@ def run(
             final_metrics=last_values(run_dir / MetricsCSVLogger.FILE),
             **fields,
         )
-        _finish_wandb(ok=status in ("finished", "diverged"))
+        _finish_wandb(summary.data)
         torch.set_num_threads(threads_before)  # `threads` is the job's, not the process's
     log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def _validate_at_the_door(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> None:
+    """`normlab.schema.validate_config`; when Hydra already made the run directory, its
+    summary.json says `failed` and why, so that no directory is left looking like a run."""
+    try:
+        validate_config(cfg, overrides)
+    except NormlabError as err:
+        if run_dir.is_dir() and rank_zero_only.rank == 0:
+            RunSummary(run_dir, experiment=cfg.get("name"), overrides=list(overrides)).end(
+                "failed", error=f"NormlabError: {err}"
+            )
+        raise
 
 
 def compile_model(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> None:
@@ -313,10 +348,47 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return result.summary["final_metrics"].get("test/acc")
 
 
+# Command-line flags after which Hydra runs no job (it prints help, info or a config).
+_NO_JOB_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc")
+_CFG_FLAGS = ("-c", "--cfg", "-p", "--package", "-r", "--resolve")
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """Bad input found before Hydra runs a job, as a NormlabError: `--cfg` with `-m`, group
+    options that do not exist, and every job's config (`normlab.schema`), so that a bad value
+    stops a sweep before any run directory exists."""
+    if any(a.split("=")[0] in _NO_JOB_FLAGS for a in argv):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.split("=")[0] in _CFG_FLAGS[:2] for a in argv):
+        if multirun:
+            raise NormlabError(
+                "--cfg prints one job's config and Hydra cannot combine it with -m: drop -m "
+                "(the sweep's values are under hydra.sweeper.params in `--cfg hydra`)"
+            )
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    check_overrides(CONF_DIR, overrides)
+    from normlab.config import compose_config, sweep_points
+
+    try:
+        points = sweep_points(overrides) if multirun else [overrides]
+        for point in points:
+            validate_config(compose_config(point), point)
+    except NormlabError:
+        raise
+    except Exception as err:  # Hydra's and OmegaConf's composition errors, in one line
+        raise NormlabError(" ".join(str(err).split())) from err
+
+
 def main() -> None:
     """Console entry point (`normlab-train`, `python -m normlab.train`)."""
     if not CONF_DIR.is_dir():
         sys.exit(f"normlab: config folder {CONF_DIR} not found: install with `pip install -e .`")
+    try:
+        check_command_line(sys.argv[1:])
+    except NormlabError as err:
+        sys.exit(f"normlab: error: {err}")
     _hydra_main()
 
 

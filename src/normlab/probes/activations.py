@@ -171,7 +171,9 @@ class ActivationProbe(L.Callback):
             self._check_unit_index(layer_width(hidden[self.unit["layer"]]))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._x, _ = trainer.datamodule.probe_batch(self.batch_size, seed=self.batch_seed)
+        x, _ = trainer.datamodule.probe_batch(self.batch_size, seed=self.batch_seed)
+        # In the dtype training batches get (float64 under trainer.precision=64-true).
+        self._x = trainer.precision_plugin.convert_input(x)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int

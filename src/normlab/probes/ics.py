@@ -110,7 +110,9 @@ class ICSProbe(StepProbe):
             grads = ics_gradients(
                 model, pl_module.loss, x, y, before, detached_parameters(model), self.layers
             )
-        stacked = torch.cat([torch.cat(pair) for pair in grads.values()]).float()
+        stacked = torch.cat([torch.cat(pair) for pair in grads.values()])
+        # Reduced and compared in float32 at least (bf16 training), float64 kept as it is.
+        stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
         stacked = reduce_over_ranks(trainer, stacked, pl_module.loss_reduction)
         metrics = {}
         sizes = [2 * len(grads[i][0]) for i in self.layers]

@@ -137,9 +137,11 @@ class LandscapeProbe(StepProbe):
             losses, grads = gradients_along(
                 model, pl_module.loss, params, g, etas, x, y, self.method
             )
-        stacked = torch.cat([losses.detach()[:, None], grads.detach()], dim=1).float()
+        stacked = torch.cat([losses.detach()[:, None], grads.detach()], dim=1)
+        # Reduced and compared in float32 at least (bf16 training), float64 kept as it is.
+        stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
         stacked = reduce_over_ranks(trainer, stacked, pl_module.loss_reduction)
-        g_flat = torch.cat([t.flatten() for t in g.values()]).float()
+        g_flat = torch.cat([t.flatten() for t in g.values()]).to(stacked.dtype)
         metrics, grad_diff = landscape_metrics(stacked[:, 0], stacked[:, 1:], g_flat, etas)
         log_to_loggers(trainer, metrics, self._step)
         if trainer.is_global_zero:
