@@ -16,7 +16,18 @@ with W&B off. Each probe alone at every step against no probe gives its cost per
 milliseconds and in plain training steps (a bare PyTorch forward/backward/SGD step of the same net,
 timed in the same run); the landscape probe with its eta grid as one `torch.func.vmap` call and as a
 Python loop over eta. The last line is `ratio=<median time per step with every probe at the
-presets' cadence / without probes>`: the probes' overhead on a DLN figure run.
+presets' cadence / without probes>`: the probes' overhead on a DLN figure run. The curvature
+probes (sharpness by Lanczos, the Hessian trace, batch sharpness, weights) get the same rows, plus
+Hessian-vector products per Lanczos call and the overhead each probe would add at a cadence
+(`--cadences`, default 10 and 100 steps: the per-call cost over that many normlab steps).
+
+    python scripts/bench.py vgg_probes [--steps 20] [--repeats 1] [--sharpness-examples 1024]
+
+`vgg_probes`: the same per-probe rows on VGG-16 x1/8 with BN on CIFAR-10 (batch 128, the VGG
+protocol's probe settings, 2 threads): each probe on its own run of `--steps` steps at a cadence
+that calls it a few times (the calls are counted in metrics.csv), against the run without
+probes, in ms per call and in plain PyTorch steps; the landscape walk's eta grid as a vmap and as
+a loop (the default `method` should follow this measurement per model and device).
 
     python scripts/bench.py vgg [--steps 200] [--repeats 3] [--width 0.125] [--data-root DIR]
 
@@ -38,6 +49,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -62,13 +74,96 @@ class LoopTimer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def normlab_loop(overrides: list[str]) -> float:
+def timed_run(overrides: list[str], run_dir: str | Path) -> float:
+    """Seconds of the training loop of one normlab run into `run_dir`."""
     cfg = compose_config(overrides)
     timer = LoopTimer()
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = run(cfg, run_dir, callbacks=[timer])
-        assert result.status == "finished", result.summary.get("error")
+    result = run(cfg, run_dir, callbacks=[timer])
+    assert result.status == "finished", result.summary.get("error")
     return timer.seconds
+
+
+def normlab_loop(overrides: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as run_dir:
+        return timed_run(overrides, run_dir)
+
+
+def logged(run_dir: str | Path, metric: str) -> list[float]:
+    """The values of `metric` in a run's metrics.csv, one per probe call."""
+    import pandas as pd
+
+    metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
+    return metrics[metrics.metric == metric].value.tolist()
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """A probe measured alone: its overrides, and a key it logs once per call (to count calls)."""
+
+    name: str
+    overrides: tuple[str, ...]
+    key: str
+
+
+def curvature_rows(
+    every: int, below: str, fixed_every: int | None = None, num_examples: int | None = None
+) -> list[ProbeRow]:
+    """The curvature probes, each alone: the step probes every `every` steps, the fixed-batch ones
+    (sharpness, trace) every `fixed_every` (default `every`); `below`: the sharpness blocks'
+    layers (the ICS layers); `num_examples`: the fixed batch's size (None: the probe's default)."""
+
+    def row(name: str, probe: str, key: str, cadence: int, *settings: str) -> ProbeRow:
+        return ProbeRow(
+            name, (f"probe=[{probe}]", f"probe.{probe}.every_n_steps={cadence}", *settings), key
+        )
+
+    fixed_every = fixed_every or every
+    examples = () if num_examples is None else (f"num_examples={num_examples}",)
+    sharpness = tuple(f"probe.sharpness.{e}" for e in examples)
+    trace = tuple(f"probe.hessian_trace.{e}" for e in examples)
+    lanczos = "curv/lanczos_iters"
+    return [
+        row("sharpness (Lanczos, tol 1e-3)", "sharpness", lanczos, fixed_every, *sharpness),
+        row(
+            f"sharpness + blocks below {below}",
+            "sharpness",
+            lanczos,
+            fixed_every,
+            f"probe.sharpness.below_layers={below}",
+            *sharpness,
+        ),
+        row("hessian trace (10 samples)", "hessian_trace", "curv/trace", fixed_every, *trace),
+        row("batch sharpness (1 HVP)", "batch_sharpness", "curv/batch_sharpness", every),
+        row("weights (every layer)", "weights", "weights/layer1/norm_sq", every),
+    ]
+
+
+def probe_cost_ms(
+    base: list[str], row: ProbeRow, steps: int, seconds_off: float
+) -> tuple[float, list[float]]:
+    """ms per call of `row`'s probe over a run of `steps` steps (against `seconds_off`, the same
+    run without probes), and the values of its counting key (one per call)."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        seconds = timed_run([*base, *row.overrides, f"trainer.max_steps={steps}"], run_dir)
+        values = logged(run_dir, row.key)
+    return 1e3 * (seconds - seconds_off) / len(values), values
+
+
+def print_lanczos_line(cost: float, iterations: list[float], plain: float) -> None:
+    """Hessian-vector products per Lanczos call, and a product's cost within it (the graph is
+    built once per call: this includes a share of that build)."""
+    mean = statistics.mean(iterations)
+    per_hvp = cost / mean
+    print(
+        f"  Lanczos: {mean:.1f} HVPs per call (min {min(iterations):.0f}, max {max(iterations):.0f}),"
+        f" {per_hvp:.2f} ms per HVP = {per_hvp / plain:.1f} plain steps"
+    )
+
+
+def print_cost_row(name: str, cost: float, plain: float, step: float, cadences: list[int]) -> None:
+    """ms per call, in plain PyTorch steps, and the overhead at each cadence (normlab steps)."""
+    overhead = ", ".join(f"every {c}: +{100 * cost / (c * step):.1f}%" for c in cadences)
+    print(f"  {name:30s} {cost:9.2f} ms per call = {cost / plain:7.1f} plain steps ({overhead})")
 
 
 def plain_batches(cfg, dm, steps: int):
@@ -242,13 +337,18 @@ def bench_dln_probes(args: argparse.Namespace) -> float:
         f"(every {cfg.probe.ics.every_n_steps} steps), {args.repeats} interleaved repeats"
     )
     plain = plain_dln_step_ms(cfg, dm)
-    costs: dict[str, list[float]] = {name: [] for name in per_call}
-    ratios, normlab_steps = [], []
+    curvature = curvature_rows(every=1, below="[9,17]")
+    costs: dict[str, list[float]] = {name: [] for name in [*per_call, *(r.name for r in curvature)]}
+    ratios, normlab_steps, hvps = [], [], []
     for r in range(args.repeats):
         off = ms_per_step(["probe=none"], short)
         normlab_steps.append(off)
         for name, overrides in per_call.items():
             costs[name].append(ms_per_step(overrides, short) - off)
+        for row in curvature:
+            cost, values = probe_cost_ms(base, row, short, off * short / 1e3)
+            costs[row.name].append(cost)
+            hvps += values if row is curvature[0] else []
         without = ms_per_step(["probe=none"], args.steps)
         with_probes = ms_per_step([], args.steps)  # the suite's probes at their cadence
         ratios.append(with_probes / without)
@@ -256,11 +356,11 @@ def bench_dln_probes(args: argparse.Namespace) -> float:
     step = statistics.median(normlab_steps)
     print(f"  plain PyTorch step {plain:.3f} ms; normlab step {step:.3f} ms (x{step / plain:.2f})")
     for name, values in costs.items():
-        cost = statistics.median(values)
-        print(f"  {name:28s} {cost:8.3f} ms per call = {cost / plain:6.1f} plain steps")
+        print_cost_row(name, statistics.median(values), plain, step, args.cadences)
     vmap = statistics.median(costs["landscape, vmap over eta"])
     loop = statistics.median(costs["landscape, loop over eta"])
     print(f"  eta grid: loop / vmap = {loop / vmap:.2f}")
+    print_lanczos_line(statistics.median(costs[curvature[0].name]), hvps, plain)
     return statistics.median(ratios)
 
 
@@ -420,8 +520,93 @@ def bench_vgg(args: argparse.Namespace) -> float:
     return statistics.median(ratios)
 
 
-DEFAULT_STEPS = {"mnist_mlp": 3000, "dln_probes": 2000, "vgg": 200}
-BENCHMARKS = {"mnist_mlp": bench_mnist_mlp, "dln_probes": bench_dln_probes, "vgg": bench_vgg}
+def bench_vgg_probes(args: argparse.Namespace) -> float:
+    """Per-probe rows on VGG-16 (width `--width`, BN) at the VGG protocol's probe settings; returns
+    the landscape walk's loop / vmap time (> 1: vmap is the faster default here)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    base = [
+        "experiment=santurkar2018/vgg_suite",
+        "+vgg_point=batch_lr1e-1",
+        f"data.root={args.data_root}",
+        "data.download=false",
+        f"model.width={args.width}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+        "trainer.val_check_interval=1000000",
+        *(
+            ["trainer.precision=bf16-mixed", "model.channels_last=true"]
+            if device.type == "cuda"
+            else []
+        ),
+    ]
+    cfg = compose_config(base)
+    dm = CIFAR10DataModule(root=args.data_root, download_dir=args.data_root, download=False)
+    dm.setup()
+    dm.train_x, dm.train_y = dm.train_x.to(device), dm.train_y.to(device)
+    steps = args.steps
+    curvature = curvature_rows(
+        every=1,
+        below="[5,10]",
+        fixed_every=max(steps // 2, 1),
+        num_examples=args.sharpness_examples,
+    )
+    rows = [
+        ProbeRow(
+            "ics (layers 5, 10)", ("probe=[ics]", "probe.ics.every_n_steps=1"), "ics/layer5/cos"
+        ),
+        *(
+            ProbeRow(
+                f"landscape, {method} over eta",
+                (
+                    "probe=[landscape]",
+                    "probe.landscape.every_n_steps=1",
+                    f"probe.landscape.method={method}",
+                ),
+                "landscape/beta_eff",
+            )
+            for method in ("vmap", "loop")
+        ),
+        ProbeRow(
+            "activations (5 layers)",
+            ("probe=[activations]", "probe.activations.every_n_steps=1"),
+            "act/layer2/p50",
+        ),
+        *curvature,
+    ]
+    print(
+        f"vgg_probes: VGG-{cfg.model.depth} width {args.width}, norm=batch, batch "
+        f"{cfg.data.batch_size}, {steps} steps a run, {device}, {torch.get_num_threads()} threads, "
+        f"sharpness/trace on {args.sharpness_examples} training examples, {args.repeats} repeats"
+    )
+    plain = 1e3 * plain_vgg_loop(cfg, dm, steps, device) / steps
+    costs: dict[str, list[float]] = {row.name: [] for row in rows}
+    normlab_steps, hvps = [], []
+    for _ in range(args.repeats):
+        seconds_off = normlab_loop([*base, "probe=none", f"trainer.max_steps={steps}"])
+        normlab_steps.append(1e3 * seconds_off / steps)
+        for row in rows:
+            cost, values = probe_cost_ms(base, row, steps, seconds_off)
+            costs[row.name].append(cost)
+            hvps += values if row is curvature[0] else []
+    step = statistics.median(normlab_steps)
+    print(f"  plain PyTorch step {plain:.2f} ms; normlab step {step:.2f} ms (x{step / plain:.2f})")
+    for name, values in costs.items():
+        print_cost_row(name, statistics.median(values), plain, step, args.cadences)
+    vmap = statistics.median(costs["landscape, vmap over eta"])
+    loop = statistics.median(costs["landscape, loop over eta"])
+    print(f"  eta grid: loop / vmap = {loop / vmap:.2f}")
+    print_lanczos_line(statistics.median(costs[curvature[0].name]), hvps, plain)
+    return loop / vmap
+
+
+DEFAULT_STEPS = {"mnist_mlp": 3000, "dln_probes": 2000, "vgg": 200, "vgg_probes": 20}
+BENCHMARKS = {
+    "mnist_mlp": bench_mnist_mlp,
+    "dln_probes": bench_dln_probes,
+    "vgg": bench_vgg,
+    "vgg_probes": bench_vgg_probes,
+}
 
 
 def main() -> None:
@@ -442,6 +627,18 @@ def main() -> None:
     )
     parser.add_argument("--paper-width", type=float, default=1.0, help="vgg: speed table width")
     parser.add_argument("--paper-steps", type=int, default=500, help="vgg: speed table steps")
+    parser.add_argument(
+        "--cadences",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[10, 100],
+        help="*_probes: cadences (steps) at which to show each probe's amortised overhead",
+    )
+    parser.add_argument(
+        "--sharpness-examples",
+        type=int,
+        default=1024,
+        help="vgg_probes: the sharpness and trace probes' fixed batch (training examples)",
+    )
     args = parser.parse_args()
     args.steps = args.steps or DEFAULT_STEPS[args.benchmark]
     ratio = BENCHMARKS[args.benchmark](args)

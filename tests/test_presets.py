@@ -210,6 +210,13 @@ def test_command_line_sweep_replaces_the_presets_list() -> None:
     )
 
 
+def test_a_command_line_value_replaces_the_presets_list() -> None:
+    # Hydra runs 3 jobs for this command line (the preset sweeps norm and optim.lr too)
+    overrides = ["experiment=santurkar2018/dln_fig3b_ics", "norm=none", "optim.lr=1e-6"]
+    points = sweep_points([*overrides, "seed=0,1,2"])
+    assert sorted(points) == [[*overrides, f"seed={s}"] for s in (0, 1, 2)]
+
+
 @pytest.mark.parametrize(
     "group,bad", [("norm", "layerz"), ("model", "resnet"), ("data", "imagenet")]
 )

@@ -47,6 +47,15 @@ def test_find_runs_recursive_sorted_and_deduplicated(mixed_sweep: Path) -> None:
     assert (mixed_sweep / "not_a_run").resolve() not in runs
 
 
+def test_a_job_that_died_before_its_summary_is_counted_not_skipped(mixed_sweep: Path) -> None:
+    # Hydra writes .hydra/ before normlab's code runs: a job killed then has no summary.json
+    (mixed_sweep / "norm=none,seed=9" / ".hydra").mkdir(parents=True)
+    (mixed_sweep / "norm=none,seed=9" / ".hydra" / "config.yaml").write_text("seed: 9\n")
+    assert (mixed_sweep / "norm=none,seed=9").resolve() in find_runs([mixed_sweep])
+    df = load_summaries([mixed_sweep])
+    assert df.attrs["left_out"]["unreadable"] == 2  # the torn summary and this one
+
+
 def test_find_runs_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no_such_sweep"):
         find_runs([tmp_path, tmp_path / "no_such_sweep"])

@@ -316,7 +316,9 @@ def test_a_deferred_finite_check_still_catches_the_last_steps(tiny_overrides, tm
 
 
 def test_a_finite_check_cadence_below_one_is_refused(tiny_overrides, tmp_path) -> None:
-    with pytest.raises(Exception, match=r"finite_check_every_n_steps=0; valid: an integer >= 1"):
+    with pytest.raises(
+        NormlabError, match=r"finite_check_every_n_steps=0: must be an integer >= 1"
+    ):
         _run([*tiny_overrides, "module.finite_check_every_n_steps=0"], tmp_path)
 
 

@@ -34,14 +34,16 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 def sweep_points(overrides: Sequence[str] = ()) -> list[list[str]]:
     """The override lists of every job that `-m` would run for `overrides` (the preset's sweep,
-    with command-line sweeps replacing the preset's list for the same key, as Hydra does)."""
+    with a command-line value or sweep replacing the preset's list for the same key, as Hydra
+    does: `dln_fig3b_ics norm=none optim.lr=1e-6 seed=0,1,2` is 3 jobs)."""
     parser = OverridesParser.create()
     given = parser.parse_overrides(list(overrides))
-    swept_on_cli = {o.key_or_group for o in given if o.is_sweep_override()}
+    # A key given on the command line, swept or not, replaces the preset's list for it.
+    on_cli = {o.key_or_group for o in given}
     fixed = [o.input_line for o in given if not o.is_sweep_override()]
     cfg = _compose_with_hydra(fixed)
     params = dict(OmegaConf.select(cfg, "hydra.sweeper.params") or {})
-    sweep = [f"{k}={v}" for k, v in params.items() if k not in swept_on_cli]
+    sweep = [f"{k}={v}" for k, v in params.items() if k not in on_cli]
     sweep += [o.input_line for o in given if o.is_sweep_override()]
     if not sweep:
         return [fixed]

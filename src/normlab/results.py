@@ -89,7 +89,9 @@ PathLike = str | Path
 
 def find_runs(paths: Iterable[PathLike]) -> list[Path]:
     """Every directory under `paths` (searched recursively, a path itself included) that holds a
-    `summary.json`, sorted and without duplicates.
+    `summary.json`, or Hydra's `.hydra/config.yaml` (a job that died before normlab wrote its
+    summary: it is then counted as unreadable, never skipped in silence), sorted and without
+    duplicates.
 
     Raises FileNotFoundError naming a path that does not exist."""
     runs: set[Path] = set()
@@ -103,6 +105,7 @@ def find_runs(paths: Iterable[PathLike]) -> list[Path]:
                 runs.add(path.parent.resolve())
             continue
         runs.update(p.parent.resolve() for p in path.rglob(SUMMARY_FILE) if p.is_file())
+        runs.update(p.parent.parent.resolve() for p in path.rglob(".hydra/config.yaml"))
     return sorted(runs)
 
 

@@ -180,11 +180,12 @@ def run(
         model = instantiate(cfg.model, norm=OmegaConf.to_container(cfg.norm, resolve=True))
         module = instantiate(cfg.module, model=model, optimizer=instantiate(cfg.optim))
         progress_bar = progress_bar_wanted(cfg.trainer.get("enable_progress_bar", "auto"))
+        probes = build_probes(cfg)
         trainer = instantiate(
             cfg.trainer,
             logger=build_loggers(cfg, run_dir, job_name),
             callbacks=[
-                *build_probes(cfg),
+                *probes,
                 *_checkpointing(cfg, run_dir),
                 *([] if progress_bar else [ProgressLines(max_steps)]),
                 *callbacks,
@@ -192,7 +193,7 @@ def run(
             enable_progress_bar=progress_bar,
             default_root_dir=str(run_dir),
         )
-        compile_model(cfg, model, trainer.strategy.root_device)
+        compile_model(cfg, model, trainer.strategy.root_device, probes)
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"))
         step, diverged_at = _where_training_ended(trainer)
@@ -243,7 +244,12 @@ def _validate_at_the_door(cfg: DictConfig, run_dir: Path, overrides: Sequence[st
         raise
 
 
-def compile_model(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> None:
+def compile_model(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    device: torch.device,
+    probes: Sequence[L.Callback] = (),
+) -> None:
     """`compile.enabled`: torch.compile `model` in place (`nn.Module.compile`), so that its
     state_dict keys and checkpoints stay the eager model's. Bad settings fail here, at start-up."""
     options = cfg.get("compile") or {}
@@ -258,12 +264,16 @@ def compile_model(cfg: DictConfig, model: torch.nn.Module, device: torch.device)
     # A model compiled in place and then evaluated under torch.func (grad, vmap) makes dynamo skip
     # nn.Module.compile's wrapper for good: every compiled module of the process runs eager after
     # the first probed step (tests/test_compile.py). Refuse rather than compile for nothing.
-    selected = [n for n, c in (cfg.get("probe") or {}).items() if c and "_target_" in c]
-    step_probes = [n for n in selected if n in ("ics", "landscape")]
-    if step_probes:
+    # A probe declares it with a class attribute `uses_torch_func = True`.
+    func_probes = [
+        str(getattr(p, "key", type(p).__name__)).removeprefix("probe.")
+        for p in probes
+        if getattr(p, "uses_torch_func", False)
+    ]
+    if func_probes:
         raise NormlabError(
-            f"compile.enabled=true cannot run with probe={step_probes} (the ICS and landscape "
-            "probes use torch.func, which a compiled model does not support); set "
+            f"compile.enabled=true cannot run with probe={func_probes} (these probes use "
+            "torch.func transforms, which a compiled model does not support); set "
             "compile.enabled=false or leave those probes out"
         )
     if device.type == "cpu":

@@ -79,6 +79,8 @@ class ICSProbe(StepProbe):
     layers, as the paper numbers them: Fig. 3(b) uses #9 and #17 of the DLN)."""
 
     key = "probe.ics"
+    # torch.func transforms (grad, vmap) over the model: train.compile_model refuses compile.
+    uses_torch_func = True
 
     def __init__(self, layers: Sequence[int] = (9, 17), every_n_steps: int = 100) -> None:
         super().__init__(every_n_steps)

@@ -75,6 +75,8 @@ class LandscapeProbe(StepProbe):
     faster, `scripts/bench.py dln_probes`), "loop" one eta after the other (same numbers)."""
 
     key = "probe.landscape"
+    # torch.func transforms (grad, vmap) over the model: train.compile_model refuses compile.
+    uses_torch_func = True
     CURVES_FILE = "landscape.csv"
 
     def __init__(

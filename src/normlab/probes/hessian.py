@@ -1,0 +1,159 @@
+"""The Hessian of the training loss without forming it: Hessian-vector products, Lanczos for the top
+eigenvalues, Hutchinson for the trace. Used by the curvature probes (`normlab.probes.curvature`).
+
+`hessian_operator` evaluates the model through `functional_call` over fresh leaf copies of the
+parameters and *cloned* buffers (train-mode BN absorbs its running-statistics update there), and
+differentiates with `torch.autograd.grad`, never `.backward()`: the live model, its `.grad` and
+its buffers are untouched. The gradient's graph is built once per operator and every product is
+one double-backward through it (`retain_graph`): on the DLN this makes one product 2-3 plain
+training steps instead of 4-6 (`torch.func.grad` of `grad` rebuilds the forward each time and pays
+torch.func's per-op overhead; forward-over-reverse `jvp` was slower still on the CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from normlab.probes.functional import LossFn, Params, loss_at
+
+MatVec = Callable[[Tensor], Tensor]
+
+
+def at_least_fp32(t: Tensor) -> Tensor:
+    """`t` in float32 if it is a lower-precision float (bf16/fp16 weights or inputs): Hessian
+    products are taken in fp32 whatever the training precision (curvature.md, "Practice")."""
+    return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
+
+
+def hessian_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    params: Params,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    wrt: Sequence[str],
+) -> MatVec:
+    """v -> H v, where H is the Hessian with respect to `params[wrt]` (flattened in `wrt` order) of
+    the mean over `batches` of `loss_fn(model(x), y)`, at `params`, the other parameters fixed.
+
+    Each batch is one forward with its own batch statistics (BN in the mode the model is in),
+    as training sees a batch. Call inside `torch.enable_grad()` (and `frozen_noise` for noisy
+    BN, so that every batch's draw is fixed); the products need no context."""
+    leaves = {n: at_least_fp32(params[n]).detach().requires_grad_() for n in wrt}
+    full = {n: at_least_fp32(t) for n, t in params.items()} | leaves
+    grads: list[Tensor] | None = None
+    for x, y in batches:
+        buffers = {n: at_least_fp32(b.clone()) for n, b in model.named_buffers()}
+        loss = loss_at(model, loss_fn, full, buffers, at_least_fp32(x), y)
+        g = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
+        g = [
+            torch.zeros_like(p) if gi is None else gi
+            for gi, p in zip(g, leaves.values(), strict=True)
+        ]
+        grads = g if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
+    assert grads is not None, "hessian_operator needs at least one batch"
+    grads = [g / len(batches) for g in grads]
+    sizes = [p.numel() for p in leaves.values()]
+    # A gradient that does not depend on the parameters (constant) has no second derivative.
+    live = [i for i, g in enumerate(grads) if g.requires_grad]
+
+    def apply(v: Tensor) -> Tensor:
+        parts = [part.view_as(p) for part, p in zip(v.split(sizes), leaves.values(), strict=True)]
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            list(leaves.values()),
+            grad_outputs=[parts[i].to(grads[i].dtype) for i in live],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        return torch.cat(
+            [
+                (torch.zeros_like(p) if h is None else h).flatten()
+                for h, p in zip(hv, leaves.values(), strict=True)
+            ]
+        ).to(v.dtype)
+
+    return apply
+
+
+@dataclass(frozen=True)
+class LanczosResult:
+    """The top-k Ritz values (descending, float64), the number of products (iterations) and the
+    largest relative Ritz residual ||H y - theta y|| / |theta| among them."""
+
+    eigenvalues: Tensor
+    iterations: int
+    residual: float
+
+
+def lanczos(
+    matvec: MatVec, v0: Tensor, k: int = 1, tol: float = 1e-3, max_iters: int = 100
+) -> LanczosResult:
+    """The k largest (algebraic) eigenvalues of the symmetric operator `matvec` by Lanczos with
+    full reorthogonalisation (Golub & Van Loan, Matrix Computations, Sec. 10.1; as scipy's `eigsh`
+    with which="LA", minus the restarts), from the start vector `v0`.
+
+    Stops after the first iteration at which every one of the top k Ritz pairs has a relative
+    residual |beta_j s_j| / |theta| <= `tol` (||H y - theta y|| / |theta| of the Ritz pair: an
+    eigenvalue lies within that relative distance of theta, usually far closer), at an invariant
+    subspace, or after
+    `max_iters` products. The tridiagonal problem is solved in float64; the Lanczos vectors keep
+    `v0`'s dtype and device. Deterministic given `v0` and `matvec`: DDP ranks that share the start
+    vector and all-reduce every product take the same iterations."""
+    dim = v0.numel()
+    max_iters = min(max_iters, dim)
+    basis = torch.zeros(max_iters, dim, dtype=v0.dtype, device=v0.device)
+    alphas: list[float] = []
+    betas: list[float] = []
+    q = v0 / torch.linalg.vector_norm(v0)
+    theta = torch.full((1,), float("nan"), dtype=torch.float64)
+    residual = float("nan")
+    for j in range(max_iters):
+        basis[j] = q
+        w = matvec(q)
+        alpha = torch.dot(q, w)
+        w = w - alpha * q - (betas[-1] * basis[j - 1] if j else 0)
+        for _ in range(2):  # full reorthogonalisation, twice ("twice is enough", Parlett)
+            w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+        beta = torch.linalg.vector_norm(w)
+        alphas.append(alpha.item())
+        betas.append(beta.item())
+        if not all(map(torch.isfinite, (alpha, beta))):  # a blown-up net: report NaN, stop
+            nan = torch.full((k,), float("nan"), dtype=torch.float64)
+            return LanczosResult(nan, j + 1, float("nan"))
+        theta, vectors = torch.linalg.eigh(tridiagonal(alphas, betas[:-1]))
+        top = min(k, j + 1)
+        theta, last = theta[-top:].flip(0), vectors[-1, -top:].flip(0)
+        residual = (betas[-1] * last.abs() / theta.abs().clamp_min(1e-300)).max().item()
+        scale = max(abs(a) for a in alphas) + max(betas)
+        invariant = betas[-1] <= torch.finfo(v0.dtype).eps * scale  # exact: stop, no division
+        if (top == k and residual <= tol) or invariant:
+            break
+        q = w / beta
+    return LanczosResult(theta, len(alphas), residual)
+
+
+def tridiagonal(alphas: Sequence[float], betas: Sequence[float]) -> Tensor:
+    """The symmetric tridiagonal matrix with diagonal `alphas` and off-diagonal `betas` (float64)."""
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        t += torch.diag(off, 1) + torch.diag(off, -1)
+    return t
+
+
+def hutchinson_samples(
+    matvec: MatVec, num: int, like: Tensor, generator: torch.Generator
+) -> Tensor:
+    """`num` samples v^T H v (float64) with v Rademacher (+-1 entries, drawn on the CPU from
+    `generator`, one vector at a time, in `like`'s dtype and device): E[v^T H v] = tr(H)
+    (Hutchinson 1989), so their mean estimates the trace and their spread its standard error."""
+    samples = []
+    for _ in range(num):
+        v = torch.randint(0, 2, (like.numel(),), generator=generator) * 2 - 1
+        v = v.to(device=like.device, dtype=like.dtype)
+        samples.append(torch.dot(v, matvec(v)).double())
+    return torch.stack(samples)
