@@ -330,7 +330,7 @@ def test_all_probes_at_every_step_leave_training_bit_identical(norm, tmp_path) -
         ("probe.landscape.spacing=cubic", "spacing='cubic'; valid choices: ['log', 'linear']"),
         ("probe.landscape.method=scan", "method='scan'; valid choices: ['vmap', 'loop']"),
         ("probe.landscape.eta_lo=0", "need 0 < eta_lo <= eta_hi"),
-        ("probe.ics.every_n_steps=0", "probe.ics.every_n_steps must be >= 1"),
+        ("probe.ics.every_n_steps=0", "probe.ics.every_n_steps=0: must be an integer >= 1"),
         ("norm.momentum=null", "method=vmap cannot run with norm.momentum=null"),
     ],
 )

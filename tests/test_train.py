@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -332,3 +333,25 @@ def test_a_long_job_dirname_is_cut_and_made_unique() -> None:
     cut, cut_other = _job_dirname(long, 0), _job_dirname(other, 0)
     assert len(cut.encode()) <= MAX_DIRNAME_BYTES and cut != cut_other
     assert cut.startswith("probe.activations.every_n_steps=0,") and cut == _job_dirname(long, 7)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_flushing_denormals_is_the_jobs_not_the_processs(before, tiny_overrides, tmp_path) -> None:
+    # Flushing is processor state: left on, it changes every later float computation of the
+    # process (hypothesis refuses to run under it).
+    from normlab.train import flushes_denormals
+
+    seen = []
+
+    class Seen(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            seen.append(flushes_denormals())
+
+    torch.set_flush_denormal(before)
+    try:
+        overrides = [*tiny_overrides, "trainer.max_steps=2", f"flush_denormal={not before}"]
+        run(compose_config(overrides), tmp_path, overrides, callbacks=[Seen()])
+        assert seen == [not before]
+        assert flushes_denormals() is before
+    finally:
+        torch.set_flush_denormal(False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,23 +66,19 @@ class Rule:
     required: bool = False
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    return (is_integer(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def int_at_least(low: int) -> Callable[[Any], bool]:
-    return lambda v: _is_int(v) and v >= low
+    return lambda v: is_integer(v) and v >= low
 
 
-def positive_number(v: Any) -> bool:
+def is_positive_number(v: Any) -> bool:
     return _is_number(v) and v > 0
 
 
-def non_negative_number(v: Any) -> bool:
+def is_non_negative_number(v: Any) -> bool:
     return _is_number(v) and v >= 0
 
 
@@ -114,9 +111,9 @@ RULES: tuple[Rule, ...] = (
     Rule("compile.enabled", is_bool, "true or false"),
     Rule("data.batch_size", int_at_least(1), "an integer >= 1", required=True),
     Rule("data.eval_batch_size", int_at_least(1), "an integer >= 1"),
-    Rule("optim.lr", positive_number, "a number > 0", required=True),
-    Rule("optim.momentum", non_negative_number, "a number >= 0"),
-    Rule("optim.weight_decay", non_negative_number, "a number >= 0"),
+    Rule("optim.lr", is_positive_number, "a number > 0", required=True),
+    Rule("optim.momentum", is_non_negative_number, "a number >= 0"),
+    Rule("optim.weight_decay", is_non_negative_number, "a number >= 0"),
     Rule("trainer.max_steps", int_at_least(1), "an integer >= 1 (the run's length)", required=True),
     Rule(
         "trainer.val_check_interval",
@@ -223,6 +220,54 @@ def _show(value: Any) -> str:
 def _did_you_mean(key: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- values checked where they are used (probes, models): the same one-line form --------------
+
+
+def require(key: str, value: Any, valid: str, ok: bool) -> None:
+    """NormlabError naming the key, the value and what is valid, unless `ok`, in normlab.schema's
+    form `<key>=<value>: must be <what is valid>`."""
+    if not ok:
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise NormlabError(f"{key}={shown}: must be {valid}")
+
+
+def is_integer(value: Any) -> bool:
+    """An int (or numpy integer), not a bool and not a float with an integral value."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def integer(key: str, value: Any, minimum: int | None = None, valid: str | None = None) -> int:
+    """`value` as an int, or NormlabError when it is not an integer (>= `minimum`)."""
+    if valid is None:
+        valid = "an integer" if minimum is None else f"an integer >= {minimum}"
+    require(key, value, valid, is_integer(value) and (minimum is None or value >= minimum))
+    return int(value)
+
+
+def positive_number(key: str, value: Any) -> float:
+    """`value` as a float, or NormlabError unless it is a finite real number > 0."""
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+    require(key, value, "a finite number > 0", ok)
+    return float(value)
+
+
+def integer_list(key: str, value: Any) -> list[int]:
+    """`value` as a list of distinct ints (order kept), or NormlabError unless it is a list of
+    integers."""
+    ok = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(is_integer(i) for i in value)
+    )
+    require(key, value, "a list of integers (layer numbers), e.g. [9, 17]", ok)
+    return list(dict.fromkeys(int(i) for i in value))
 
 
 # --- group options, before Hydra composes -------------------------------------------------------

@@ -157,6 +157,7 @@ def run(
     _validate_at_the_door(cfg, run_dir, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     silence_library_noise()
+    flushing_before = flushes_denormals()
     torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
     threads_before = torch.get_num_threads()
     if cfg.get("threads"):
@@ -226,9 +227,19 @@ def run(
             **fields,
         )
         _finish_wandb(summary.data)
-        torch.set_num_threads(threads_before)  # `threads` is the job's, not the process's
+        # `threads` and `flush_denormal` are the job's, not the process's: flushing is processor
+        # state that would change every later float computation in the process (a test, a
+        # notebook, the next job of a sweep that turned it off).
+        torch.set_num_threads(threads_before)
+        torch.set_flush_denormal(flushing_before)
     log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def flushes_denormals() -> bool:
+    """Whether the CPU flushes subnormal floats to zero now (torch has a setter, no getter)."""
+    tiny = torch.tensor([torch.finfo(torch.float64).tiny / 4], dtype=torch.float64)
+    return bool((tiny * 1.0).item() == 0.0)
 
 
 def _validate_at_the_door(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> None:

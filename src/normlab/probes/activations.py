@@ -49,6 +49,7 @@ from normlab.module import log_to_loggers
 from normlab.norms import frozen_noise
 from normlab.probes.functional import cloned_buffers, detached_parameters
 from normlab.runlog import append_rows
+from normlab.schema import integer
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,7 @@ class ActivationProbe(L.Callback):
             ("batch_size", batch_size),
             ("hist_bins", hist_bins),
         ):
-            if value < 1:
-                raise NormlabError(f"probe.activations.{key} must be >= 1, got {value}")
+            integer(f"probe.activations.{key}", value, minimum=1)
         bad = [p for p in percentiles if not 0 <= p <= 100]
         if bad:
             raise NormlabError(f"probe.activations.percentiles must lie in [0, 100], got {bad}")

@@ -10,8 +10,10 @@ at 2 / lr is the batch sharpness (Andreyev & Beneventano, arXiv 2412.20553). Bac
   (below), by Lanczos from a start vector drawn from (seed, step), and for chosen layers i the top
   eigenvalue of the Hessian block of layers 1..i-1 (every parameter of those layers, their norms'
   gamma/beta included, as ICS's "earlier layers"). Keys `curv/lambda_max`, `curv/lr_lambda_max`,
-  `curv/lanczos_iters`, `curv/lanczos_residual`, `curv/top{j}` (j = 1..k, when k > 1),
-  `curv/below_layer{i}/lambda_max`, `curv/below_layer{i}/lr_lambda_max`.
+  `curv/lanczos_iters`, `curv/lanczos_residual`, `curv/top{j}` (j = 1..k, when k > 1; NaN past
+  the values an early invariant subspace gives), `curv/below_layer{i}/lambda_max`,
+  `curv/below_layer{i}/lr_lambda_max`, `curv/below_layer{i}/lanczos_iters`,
+  `curv/below_layer{i}/lanczos_residual`.
 - `HessianTraceProbe`: Hutchinson's estimate of tr(H) on the same fixed batch, `curv/trace`, and
   its standard error over the samples, `curv/trace_se`.
 - `BatchSharpnessProbe`: g^T H_B g / ||g||^2 on the step's own batch B and gradient g (the one the
@@ -22,8 +24,9 @@ examples (at most the whole set; the DLN's 1000 points are its full batch), roun
 chunks of `data.batch_size`, each chunk one forward with its own batch statistics, as training
 sees a batch; the objective is the mean of the chunks' losses, each reduced as the module reduces
 its loss (summed for the DLN). Under DDP each rank takes its share of every chunk, as it does of a
-training batch, and the products are reduced over the ranks (summed for a summed loss). lr is the
-optimizer's current rate (first parameter group).
+training batch, and the products are reduced over the ranks (summed for a summed loss): Lanczos
+all-reduces every product and agrees on when to stop, Hutchinson and batch sharpness reduce their
+scalars once. lr is the optimizer's current rate (first parameter group).
 
 Every probe runs with BN in train mode (batch statistics) over cloned buffers, replays noisy BN's
 noise, takes its products in fp32 whatever the training precision, and draws its random vectors
@@ -34,7 +37,7 @@ measures what the uninterrupted one would. Sharpness and trace measure the weigh
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,7 +45,6 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from normlab.errors import NormlabError
 from normlab.module import log_to_loggers
 from normlab.norms import frozen_noise
 from normlab.norms.noisy import derive_seed
@@ -62,17 +64,12 @@ from normlab.probes.hessian import (
     hutchinson_samples,
     lanczos,
 )
+from normlab.schema import integer, integer_list, positive_number, require
 
 Batch = tuple[Tensor, Tensor]
 
 # The random streams of (seed, step): one per probe kind, so that two probes never share draws.
 _LANCZOS, _HUTCHINSON = 0, 1
-
-
-def require(key: str, value: Any, valid: str, ok: bool) -> None:
-    """NormlabError naming the key, the value and what is valid, unless `ok`."""
-    if not ok:
-        raise NormlabError(f"{key}={value!r}; valid: {valid}")
 
 
 @contextmanager
@@ -122,6 +119,20 @@ def reduced(trainer: L.Trainer, local: MatVec, loss_reduction: str) -> MatVec:
     return lambda v: reduce_over_ranks(trainer, local(v), loss_reduction)
 
 
+def any_rank_stops(trainer: L.Trainer) -> Callable[[bool], bool] | None:
+    """Lanczos's collective stop decision (`lanczos(any_stops=...)`): one all-reduce (max) of this
+    rank's flag per iteration, so that every rank takes the same number of products whatever its
+    last bits say. None in a single process: no collective."""
+    if trainer.world_size == 1:
+        return None
+
+    def agree(stop: bool) -> bool:
+        flag = torch.tensor([float(stop)], device=trainer.strategy.root_device)
+        return bool(trainer.strategy.reduce(flag, reduce_op="max").item() > 0)
+
+    return agree
+
+
 def block(matvec: MatVec, mask: Tensor) -> MatVec:
     """The product of the Hessian block of the coordinates where `mask` is true, embedded in the
     full space (zero elsewhere): v -> P H P v."""
@@ -131,18 +142,17 @@ def block(matvec: MatVec, mask: Tensor) -> MatVec:
 class FixedBatchProbe(L.Callback):
     """A probe of the weights after t updates on the fixed training batch (module docstring), every
     `every_n_steps` steps (0, n, 2n, ...; after the last step too when it is a multiple of n).
-    Subclasses implement `measure`; every rank measures (the products are all-reduced)."""
+    Subclasses implement `measure` on this rank's operator and reduce over the ranks as they
+    need; every rank measures."""
 
     key = "probe"
     uses_torch_func = True  # functional_call: a compiled model cannot be probed (train.py)
 
     def __init__(self, every_n_steps: int, num_examples: int, batch_seed: int, seed: int) -> None:
-        require(f"{self.key}.every_n_steps", every_n_steps, "an integer >= 1", every_n_steps >= 1)
-        require(f"{self.key}.num_examples", num_examples, "an integer >= 1", num_examples >= 1)
-        self.every_n_steps = int(every_n_steps)
-        self.num_examples = int(num_examples)
-        self.batch_seed = int(batch_seed)
-        self.seed = int(seed)
+        self.every_n_steps = integer(f"{self.key}.every_n_steps", every_n_steps, 1)
+        self.num_examples = integer(f"{self.key}.num_examples", num_examples, 1)
+        self.batch_seed = integer(f"{self.key}.batch_seed", batch_seed, 0)
+        self.seed = integer(f"{self.key}.seed", seed, 0)
         self._batches: list[Batch] = []
         self._last_step: int | None = None
 
@@ -181,6 +191,7 @@ class FixedBatchProbe(L.Callback):
         if step % self.every_n_steps or step == self._last_step:
             return
         self._last_step = step
+        # The products too run in the context (autocast off, noise pinned), not only the graph.
         with fp32_context(pl_module.model, replay_last=False):
             local = hessian_operator(
                 pl_module.model,
@@ -189,8 +200,8 @@ class FixedBatchProbe(L.Callback):
                 self._batches,
                 [n for n, _ in pl_module.model.named_parameters()],
             )
-        matvec = reduced(trainer, local, pl_module.loss_reduction)
-        log_to_loggers(trainer, self.measure(trainer, pl_module, matvec, step), step)
+            metrics = self.measure(trainer, pl_module, local, step)
+        log_to_loggers(trainer, metrics, step)
 
     def start_like(self, pl_module: L.LightningModule) -> Tensor:
         """A zero vector of the flattened parameters' size, dtype (>= fp32) and device."""
@@ -199,8 +210,11 @@ class FixedBatchProbe(L.Callback):
         return torch.zeros(sum(p.numel() for p in params), dtype=dtype, device=params[0].device)
 
     def measure(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, matvec: MatVec, step: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, local: MatVec, step: int
     ) -> dict[str, float]:
+        """The metrics of `step` from `local`, the product of this rank's share of the objective
+        (every rank calls it with the same arguments and must reduce over the ranks the same
+        number of times)."""
         raise NotImplementedError
 
 
@@ -223,11 +237,10 @@ class SharpnessProbe(FixedBatchProbe):
         below_layers: Sequence[int] = (),
     ) -> None:
         super().__init__(every_n_steps, num_examples, batch_seed, seed)
-        require(f"{self.key}.k", k, "an integer >= 1", k >= 1)
-        require(f"{self.key}.tol", tol, "a number > 0", tol > 0)
-        require(f"{self.key}.max_iters", max_iters, f"an integer >= k={k}", max_iters >= k)
-        self.k, self.tol, self.max_iters = int(k), float(tol), int(max_iters)
-        self.below_layers = list(dict.fromkeys(int(i) for i in below_layers))
+        self.k = integer(f"{self.key}.k", k, 1)
+        self.tol = positive_number(f"{self.key}.tol", tol)
+        self.max_iters = integer(f"{self.key}.max_iters", max_iters, self.k, f"an integer >= k={k}")
+        self.below_layers = integer_list(f"{self.key}.below_layers", below_layers)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -247,11 +260,13 @@ class SharpnessProbe(FixedBatchProbe):
         )
 
     def measure(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, matvec: MatVec, step: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, local: MatVec, step: int
     ) -> dict[str, float]:
+        matvec = reduced(trainer, local, pl_module.loss_reduction)
+        stops = any_rank_stops(trainer)
         like = self.start_like(pl_module)
         lr = current_lr(trainer)
-        top = self._lanczos(matvec, like, step, block=0, k=self.k)
+        top = self._lanczos(matvec, like, step, block=0, k=self.k, any_stops=stops)
         lam = top.eigenvalues[0].item()
         metrics = {
             "curv/lambda_max": lam,
@@ -263,10 +278,14 @@ class SharpnessProbe(FixedBatchProbe):
             metrics |= {f"curv/top{j + 1}": v for j, v in enumerate(top.eigenvalues.tolist())}
         for i in self.below_layers:
             mask = self.block_mask(pl_module.model, i).to(like.device)
-            sub = self._lanczos(block(matvec, mask), like, step, block=i, k=1, mask=mask)
+            sub = self._lanczos(
+                block(matvec, mask), like, step, block=i, k=1, mask=mask, any_stops=stops
+            )
             lam_i = sub.eigenvalues[0].item()
             metrics[f"curv/below_layer{i}/lambda_max"] = lam_i
             metrics[f"curv/below_layer{i}/lr_lambda_max"] = lr * lam_i
+            metrics[f"curv/below_layer{i}/lanczos_iters"] = float(sub.iterations)
+            metrics[f"curv/below_layer{i}/lanczos_residual"] = sub.residual
         return metrics
 
     def _lanczos(
@@ -277,19 +296,22 @@ class SharpnessProbe(FixedBatchProbe):
         block: int,
         k: int,
         mask: Tensor | None = None,
+        any_stops: Callable[[bool], bool] | None = None,
     ) -> LanczosResult:
         generator = private_generator(self.seed, step, _LANCZOS, block)
         v0 = torch.randn(like.numel(), generator=generator, dtype=torch.float64)
         v0 = v0.to(like)
         if mask is not None:  # start inside the block: Krylov space of P H P stays there
             v0 = v0 * mask
-        return lanczos(matvec, v0, k=k, tol=self.tol, max_iters=self.max_iters)
+        return lanczos(matvec, v0, k=k, tol=self.tol, max_iters=self.max_iters, any_stops=any_stops)
 
 
 class HessianTraceProbe(FixedBatchProbe):
     """Every `every_n_steps` steps, Hutchinson's estimate of tr(H) on the fixed batch from
     `samples` Rademacher vectors drawn from (seed, step): `curv/trace` (their mean) and
-    `curv/trace_se` (its standard error, std / sqrt(samples); NaN for one sample)."""
+    `curv/trace_se` (its standard error, std / sqrt(samples); NaN for one sample). Every rank
+    draws the same vectors, so v^T (sum_r H_r) v = sum_r v^T H_r v: the samples are taken on this
+    rank's operator and their stack is reduced once (a product each, no collective per sample)."""
 
     key = "probe.hessian_trace"
 
@@ -302,14 +324,14 @@ class HessianTraceProbe(FixedBatchProbe):
         samples: int = 10,
     ) -> None:
         super().__init__(every_n_steps, num_examples, batch_seed, seed)
-        require(f"{self.key}.samples", samples, "an integer >= 1", samples >= 1)
-        self.samples = int(samples)
+        self.samples = integer(f"{self.key}.samples", samples, 1)
 
     def measure(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, matvec: MatVec, step: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, local: MatVec, step: int
     ) -> dict[str, float]:
         generator = private_generator(self.seed, step, _HUTCHINSON)
-        forms = hutchinson_samples(matvec, self.samples, self.start_like(pl_module), generator)
+        forms = hutchinson_samples(local, self.samples, self.start_like(pl_module), generator)
+        forms = reduce_over_ranks(trainer, forms, pl_module.loss_reduction)
         se = forms.std() / self.samples**0.5 if self.samples > 1 else torch.tensor(float("nan"))
         return {"curv/trace": forms.mean().item(), "curv/trace_se": se.item()}
 
@@ -317,12 +339,19 @@ class HessianTraceProbe(FixedBatchProbe):
 class BatchSharpnessProbe(StepProbe):
     """Every `every_n_steps` steps, g^T H_B g / ||g||^2 with g the gradient the optimizer is about
     to apply (all-reduced by DDP: the global batch's) and H_B the Hessian on the step's own batch,
-    one product (Andreyev & Beneventano's batch sharpness; Santurkar's beta_eff, the gradient
-    change along the step over its length, tends to it as the step shrinks). Under DDP each rank
-    takes g^T H_r g on its shard, and the scalar is reduced once."""
+    one product (Andreyev & Beneventano's batch sharpness). Santurkar's beta_eff, the gradient
+    change along the step over its length, tends to ||H_B g|| / ||g|| as the step shrinks: an
+    upper bound of g^T H_B g / ||g||^2 (Cauchy-Schwarz), equal when g is an eigenvector of H_B.
+    Under DDP each rank takes g^T H_r g on its shard, and the scalar is reduced once.
+
+    The hook fires from `optimizer.step()` inside the training step, under the trainer's
+    autocast (bf16-mixed): the graph *and* the product are taken in the fp32 context."""
 
     key = "probe.batch_sharpness"
     uses_torch_func = True
+
+    def __init__(self, every_n_steps: int) -> None:
+        super().__init__(integer(f"{self.key}.every_n_steps", every_n_steps, 1))
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
@@ -340,9 +369,8 @@ class BatchSharpnessProbe(StepProbe):
             local = hessian_operator(
                 model, pl_module.loss, detached_parameters(model), [self._batch], names
             )
-        quad = reduce_over_ranks(
-            trainer, torch.dot(g, local(g)).reshape(1), pl_module.loss_reduction
-        )
+            quad = torch.dot(g, local(g)).reshape(1)
+        quad = reduce_over_ranks(trainer, quad, pl_module.loss_reduction)
         sharpness = (quad[0] / torch.dot(g, g)).item()
         lr = float(optimizer.param_groups[0]["lr"])
         metrics = {"curv/batch_sharpness": sharpness, "curv/lr_batch_sharpness": lr * sharpness}

@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from normlab.errors import NormlabError
 from normlab.models.layers import parameters_by_layer
 from normlab.norms import frozen_noise
+from normlab.schema import integer
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -146,9 +147,7 @@ class StepProbe(L.Callback):
     key = "probe"
 
     def __init__(self, every_n_steps: int) -> None:
-        if int(every_n_steps) < 1:
-            raise NormlabError(f"{self.key}.every_n_steps must be >= 1, got {every_n_steps}")
-        self.every_n_steps = int(every_n_steps)
+        self.every_n_steps = integer(f"{self.key}.every_n_steps", every_n_steps, minimum=1)
         self._batch: Any = None
         self._step: int | None = None
 

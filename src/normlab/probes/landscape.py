@@ -38,6 +38,7 @@ from normlab.probes.functional import (
     step_context,
 )
 from normlab.runlog import append_rows
+from normlab.schema import integer
 
 SPACINGS = ("log", "linear")
 
@@ -97,8 +98,7 @@ class LandscapeProbe(StepProbe):
             raise NormlabError(
                 f"{self.key}: need 0 < eta_lo <= eta_hi, got eta_lo={eta_lo}, eta_hi={eta_hi}"
             )
-        if int(num_etas) < 1:
-            raise NormlabError(f"{self.key}.num_etas must be >= 1, got {num_etas}")
+        integer(f"{self.key}.num_etas", num_etas, minimum=1)
         self.factors = eta_grid(float(eta_lo), float(eta_hi), int(num_etas), spacing)
         self.method = method
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from normlab.module import log_to_loggers
 from normlab.norms import LpNorm, NoisyBatchNorm
+from normlab.probes.curvature import integer, integer_list
 from normlab.probes.functional import StepProbe, check_layers, weight_layers
 from normlab.probes.ics import weight_names
 
@@ -62,8 +63,8 @@ class WeightsProbe(StepProbe):
     uses_torch_func = False  # plain tensor arithmetic on the weights and their .grad
 
     def __init__(self, every_n_steps: int = 100, layers: Sequence[int] | None = None) -> None:
-        super().__init__(every_n_steps)
-        self.layers = None if layers is None else list(dict.fromkeys(int(i) for i in layers))
+        super().__init__(integer(f"{self.key}.every_n_steps", every_n_steps, 1))
+        self.layers = None if layers is None else integer_list(f"{self.key}.layers", layers)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         model = pl_module.model
