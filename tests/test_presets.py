@@ -94,6 +94,15 @@ def _variant(cfg: DictConfig) -> str:
     return f"l{cfg.norm.p}" if cfg.norm.name == "lp" else cfg.norm.name
 
 
+def _theory_mlp(cfg: DictConfig) -> None:
+    # Santurkar 2018 Thm 4.1 on Ioffe 2015 Fig. 1's BN net (lr 1.0 as fig1_mnist), shorter run.
+    assert cfg.model.hidden == [100, 100, 100] and cfg.model.activation == "sigmoid"
+    assert cfg.data.batch_size == 60 and cfg.optim.lr == 1.0 and cfg.optim.momentum == 0
+    assert cfg.norm.name == "batch" and cfg.trainer.max_steps == 10_000
+    assert _probes_on(cfg) == {"theory"}
+    assert list(cfg.probe.theory.layers) == [1, 2, 3] and cfg.probe.theory.every_n_steps == 100
+
+
 STANDARD_BN = ("none", "batch")
 NOISY = ("none", "batch", "noisy_batch")
 ALL_NORMS = ("none", "batch", "l1", "l2", "linf")
@@ -110,6 +119,7 @@ PRESET_CHECKS: dict[str, tuple[int, Callable[[DictConfig], None]]] = {
     "santurkar2018/dln_fig11_gradchange": (6, _dln_with("landscape")),
     "santurkar2018/dln_fig13_lp_landscape": (15, _dln_with("landscape")),
     "santurkar2018/dln_suite": (21, _dln_with("ics", "landscape", "activations")),
+    "santurkar2018/theory_mlp": (3, _theory_mlp),
     "santurkar2018/vgg_fig1_lr": (12, _vgg_with(STANDARD_BN, (0.1, 0.5), "activations")),
     "santurkar2018/vgg_fig2_noisy": (9, _vgg_with(NOISY, (0.1,), "activations")),
     "santurkar2018/vgg_fig3a_ics": (12, _vgg_with(STANDARD_BN, (0.1, 0.01), "ics")),

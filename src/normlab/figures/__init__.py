@@ -177,6 +177,7 @@ from normlab.figures import (  # noqa: E402
     santurkar2018_dln_gradchange,
     santurkar2018_dln_ics,
     santurkar2018_dln_landscape,
+    santurkar2018_theory,
     santurkar2018_vgg,
     santurkar2018_vgg_common,
     santurkar2018_vgg_hist,
@@ -194,7 +195,8 @@ _DLN_FIGURES = (
 _VGG_FIGURES = (*santurkar2018_vgg.SPECS, santurkar2018_vgg_hist.FIG6)
 
 FIGURES: dict[str, FigureSpec] = {
-    spec.id: spec for spec in (ioffe2015_fig1.FIGURE, *_DLN_FIGURES, *_VGG_FIGURES)
+    spec.id: spec
+    for spec in (ioffe2015_fig1.FIGURE, *_DLN_FIGURES, *_VGG_FIGURES, santurkar2018_theory.THEORY)
 }
 
 # A suite's runs are the union of its figures' sweeps (conf/experiment/santurkar2018/dln_suite.yaml,

@@ -1,0 +1,219 @@
+"""The Santurkar 2018 Thm 4.1 figure (`santurkar2018/theory_mlp`) on fake runs: plotted data,
+claims verdicts, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakeruns import write_run
+
+from normlab.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
+from normlab.figures import FIGURES, infer_figure_id
+from normlab.figures.santurkar2018_theory import THEORY_ID
+from normlab.results import load_summaries
+
+QUANTITIES = ("removed_frac", "mean_frac", "proj_frac", "grad_ratio", "gamma2_over_sigma2")
+# What every (layer, seed) logs, at every probe, unless a test says otherwise.
+PASSING = {"removed_frac": 0.2, "grad_ratio": 0.5, "gamma2_over_sigma2": 0.6}
+REMOVED = "santurkar2018/theory_bn_removes_gradient"
+SMALLER = "santurkar2018/theory_bn_smaller_gradient"
+GAIN = "santurkar2018/theory_gain_below_one"
+
+
+def value(quantity: str, layer: int, seed: int, step: int, levels: dict) -> float:
+    """A curve of `levels[quantity]` (removed_frac's parts: 30% and 70% of it), a little different
+    per layer, seed and step (+-1%), so that min < mean < max and means are not the level."""
+    if quantity in ("mean_frac", "proj_frac"):
+        share = 0.3 if quantity == "mean_frac" else 0.7
+        return share * value("removed_frac", layer, seed, step, levels)
+    wiggle = 0.01 * np.sin(step / 700 + layer) * (1 + seed)
+    return levels[quantity] * (1 + wiggle)
+
+
+def theory_sweep(
+    root: Path,
+    seeds=(0, 1, 2),
+    levels: dict | None = None,
+    override: dict | None = None,
+    max_steps: int = 10000,
+    lr: float = 1.0,
+    every: int = 100,
+    skip_step: int | None = None,
+) -> Path:
+    """A multirun-shaped sweep of the preset: `root/seed=<s>/` per seed, each run logging every
+    theory metric at steps 0, every, ... < max_steps. `override[(layer, seed)] = {quantity: v}`
+    replaces a (layer, seed)'s level; `skip_step` leaves that probe out of every run."""
+    levels = PASSING if levels is None else levels
+    for seed in seeds:
+        curves: dict[str, dict[int, float]] = {}
+        for layer in (1, 2, 3):
+            at = levels | (override or {}).get((layer, seed), {})
+            for q in QUANTITIES:
+                curves[f"theory/layer{layer}/{q}"] = {
+                    t: value(q, layer, seed, t, at)
+                    for t in range(0, max_steps, every)
+                    if t != skip_step
+                }
+        config = {
+            "name": THEORY_ID,
+            "seed": seed,
+            "norm": {"name": "batch", "eps": 1e-5, "momentum": 0.1},
+            "optim": {"lr": lr, "momentum": 0.0},
+            "data": {"name": "mnist", "batch_size": 60, "seed": seed},
+            "model": {"hidden": [100, 100, 100], "activation": "sigmoid"},
+            "trainer": {"max_steps": max_steps, "log_every_n_steps": 100},
+            "probe": {"theory": {"layers": [1, 2, 3], "every_n_steps": every}},
+            "paths": {"runs_dir": "runs"},
+        }
+        write_run(
+            root / f"seed={seed}" if lr == 1.0 else root / f"lr={lr},seed={seed}",
+            experiment=THEORY_ID,
+            seed=seed,
+            norm="batch",
+            config=config,
+            curves=curves,
+            max_steps=max_steps,
+        )
+    return root
+
+
+def _claims(root: Path):
+    spec = FIGURES[THEORY_ID]
+    return evaluate_claims(spec.claims, spec.load([root])).set_index("id")
+
+
+def test_registered_and_inferred_from_the_runs(tmp_path) -> None:
+    root = theory_sweep(tmp_path)
+    assert infer_figure_id(load_summaries([root])) == THEORY_ID
+    spec = FIGURES[THEORY_ID]
+    assert {c.id for c in spec.claims} == {REMOVED, SMALLER, GAIN}
+    assert all(c.seeds == (0, 1, 2) and c.window == (1000, 10000) for c in spec.claims)
+    assert all("Thm 4.1" in c.paper_says and "seed 0" in c.claim for c in spec.claims)
+
+
+def test_plotted_data_is_mean_min_max_over_seeds(tmp_path) -> None:
+    root = theory_sweep(tmp_path)
+    spec = FIGURES[THEORY_ID]
+    data = spec.data(spec.load([root]))
+    assert len(data) == 9 * 100 + 3 * 2 * 100  # 9 panels, 3 series in the 3 removed-share ones
+    assert (data["n"] == 3).all() and (data["n_nonfinite"] == 0).all()
+    cases = [
+        ("removed share, layer #2", "removed", "removed_frac", 2),
+        ("removed share, layer #3", "mean part", "mean_frac", 3),
+        ("removed share, layer #1", "proj part", "proj_frac", 1),
+        ("grad_ratio, layer #3", "grad_ratio", "grad_ratio", 3),
+        ("gamma^2/sigma^2, layer #1", "gamma^2/sigma^2", "gamma2_over_sigma2", 1),
+    ]
+    for panel, series, quantity, layer in cases:
+        rows = data[(data["panel"] == panel) & (data["series"] == series)].set_index("step")
+        assert list(rows.index) == list(range(0, 10000, 100))
+        for step in (0, 1300, 9900):
+            by_hand = [value(quantity, layer, s, step, PASSING) for s in (0, 1, 2)]
+            assert rows.loc[step, "mean"] == pytest.approx(np.mean(by_hand), rel=1e-12)
+            assert rows.loc[step, "min"] == pytest.approx(min(by_hand), rel=1e-12)
+            assert rows.loc[step, "max"] == pytest.approx(max(by_hand), rel=1e-12)
+            assert rows.loc[step, "min"] < rows.loc[step, "mean"] < rows.loc[step, "max"]
+
+
+def test_draw_plots_the_plotted_data(tmp_path) -> None:
+    root = theory_sweep(tmp_path)
+    spec = FIGURES[THEORY_ID]
+    table = spec.load([root])
+    data = spec.data(table)
+    fig = spec.draw(table)
+    assert len(fig.axes) == 9
+    ax = fig.axes[4]  # row 2 (grad_ratio), layer #2
+    assert ax.get_title() == "grad_ratio, layer #2"
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "grad_ratio"]
+    rows = data[data["panel"] == "grad_ratio, layer #2"]
+    np.testing.assert_allclose(line.get_ydata(), rows["mean"].to_numpy())
+    first = fig.axes[0]
+    labels = [ln.get_label() for ln in first.get_lines()]
+    assert labels[:3] == ["removed", "mean part", "proj part"]
+    assert "2/m (m = 60)" in labels and "claim threshold" in labels
+    assert "mean over seeds 0/1/2" in fig._suptitle.get_text()
+
+
+def test_claims_pass_on_data_that_meets_them(tmp_path) -> None:
+    claims = _claims(theory_sweep(tmp_path))
+    assert (claims["verdict"] == REPRODUCED).all(), claims["measured"].tolist()
+    removed = claims.loc[REMOVED]
+    # The value is the worst (layer, seed) mean over the window's 90 probes (steps 1000-9900).
+    by_hand = min(
+        np.mean([value("removed_frac", k, s, t, PASSING) for t in range(1000, 10000, 100)])
+        for k in (1, 2, 3)
+        for s in (0, 1, 2)
+    )
+    assert removed["value"] == pytest.approx(by_hand, rel=1e-12)
+    assert "90 evaluations per run" in removed["measured"]
+    assert "9 of 9 (layer, seed)" in removed["measured"]
+
+
+def test_claims_fail_where_one_layer_of_one_seed_misses(tmp_path) -> None:
+    override = {
+        (2, 1): {"removed_frac": 0.05},  # one (layer, seed) below 10%
+        (3, 2): {"grad_ratio": 1.5, "gamma2_over_sigma2": 2.0},  # above 1
+    }
+    claims = _claims(theory_sweep(tmp_path, override=override))
+    assert claims.loc[REMOVED, "verdict"] == NOT_REPRODUCED
+    assert claims.loc[REMOVED, "value"] == pytest.approx(0.05, rel=0.02)
+    assert "layer #2 seed 1" in claims.loc[REMOVED, "measured"]
+    assert "8 of 9" in claims.loc[REMOVED, "measured"]
+    assert claims.loc[SMALLER, "verdict"] == NOT_REPRODUCED
+    assert claims.loc[SMALLER, "value"] == pytest.approx(1.5, rel=0.02)
+    assert claims.loc[GAIN, "verdict"] == NOT_REPRODUCED
+    assert claims.loc[GAIN, "value"] == pytest.approx(2.0, rel=0.02)
+
+
+def test_values_before_the_window_do_not_count(tmp_path) -> None:
+    spec = FIGURES[THEORY_ID]
+    table = spec.load([theory_sweep(tmp_path)])
+    before = evaluate_claims(spec.claims, table).set_index("id")
+    table.loc[table["step"] < 1000, "value"] = 1e6  # steps 0-900: the claims' grey span
+    after = evaluate_claims(spec.claims, table).set_index("id")
+    assert (after["value"] == before["value"]).all()
+    assert (after["verdict"] == REPRODUCED).all()
+
+
+def test_fewer_than_three_seeds_is_insufficient_data(tmp_path) -> None:
+    claims = _claims(theory_sweep(tmp_path, seeds=(0, 1)))
+    assert (claims["verdict"] == INSUFFICIENT).all()
+    assert "seed 2: no run" in claims.loc[REMOVED, "measured"]
+
+
+def test_a_short_run_or_a_missing_probe_is_insufficient_data(tmp_path) -> None:
+    short = _claims(theory_sweep(tmp_path / "short", max_steps=5000))
+    assert (short["verdict"] == INSUFFICIENT).all()
+    assert "stopped at step 5000" in short.loc[REMOVED, "measured"]
+    gap = _claims(theory_sweep(tmp_path / "gap", skip_step=4200))
+    assert (gap["verdict"] == INSUFFICIENT).all()
+    assert "89 evaluation(s)" in gap.loc[SMALLER, "measured"]
+    # one layer of one run short of a probe
+    spec = FIGURES[THEORY_ID]
+    table = spec.load([theory_sweep(tmp_path / "layer")])
+    hole = (table["metric"] == "theory/layer3/grad_ratio") & (table["step"] == 4200)
+    table = table[~(hole & (table["seed"] == 1))]
+    claims = evaluate_claims(spec.claims, table).set_index("id")
+    assert claims.loc[SMALLER, "verdict"] == INSUFFICIENT
+    assert "layer #3 seed 1: 89 of 90 evaluations" in claims.loc[SMALLER, "measured"]
+    assert claims.loc[REMOVED, "verdict"] == REPRODUCED
+
+
+def test_a_non_finite_value_is_insufficient_data(tmp_path) -> None:
+    claims = _claims(theory_sweep(tmp_path, override={(1, 0): {"removed_frac": np.nan}}))
+    assert claims.loc[REMOVED, "verdict"] == INSUFFICIENT
+    assert "non-finite" in claims.loc[REMOVED, "measured"]
+    assert claims.loc[SMALLER, "verdict"] == REPRODUCED  # other metrics are unaffected
+
+
+def test_claims_are_for_lr_1_and_the_figure_refuses_mixed_rates(tmp_path) -> None:
+    root = theory_sweep(tmp_path / "slow", lr=0.1)
+    spec = FIGURES[THEORY_ID]
+    table = spec.load([root])
+    assert len(spec.data(table)) == 1500  # drawn at its one rate
+    assert (evaluate_claims(spec.claims, table)["verdict"] == INSUFFICIENT).all()
+    theory_sweep(tmp_path / "fast", lr=1.0)
+    with pytest.raises(ValueError, match="mix learning rates"):
+        spec.data(spec.load([tmp_path]))
