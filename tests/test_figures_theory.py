@@ -1,4 +1,4 @@
-"""The Santurkar 2018 Thm 4.1 figure (`santurkar2018/theory_mlp`) on fake runs: plotted data,
+"""The Santurkar 2018 Thm 4.1 / 4.2 figure (`santurkar2018/theory_mlp`) on fake runs: plotted data,
 claims verdicts, refusals."""
 
 from __future__ import annotations
@@ -14,12 +14,29 @@ from normlab.figures import FIGURES, infer_figure_id
 from normlab.figures.santurkar2018_theory import THEORY_ID
 from normlab.results import load_summaries
 
-QUANTITIES = ("removed_frac", "mean_frac", "proj_frac", "grad_ratio", "gamma2_over_sigma2")
-# What every (layer, seed) logs, at every probe, unless a test says otherwise.
-PASSING = {"removed_frac": 0.2, "grad_ratio": 0.5, "gamma2_over_sigma2": 0.6}
+QUANTITIES = (
+    "removed_frac",
+    "mean_frac",
+    "proj_frac",
+    "grad_ratio",
+    "gamma2_over_sigma2",
+    "curv_bn",
+    "curv_scaled",
+    "curv_shift",
+)
+# What every (layer, seed) logs, at every probe, unless a test says otherwise (`shift_share`:
+# curv_shift as a share of curv_scaled, which is logged; curv_bn = curv_scaled - curv_shift).
+PASSING = {
+    "removed_frac": 0.2,
+    "grad_ratio": 0.5,
+    "gamma2_over_sigma2": 0.6,
+    "curv_scaled": 0.01,
+    "shift_share": 0.2,
+}
 REMOVED = "santurkar2018/theory_bn_removes_gradient"
 SMALLER = "santurkar2018/theory_bn_smaller_gradient"
 GAIN = "santurkar2018/theory_gain_below_one"
+SHIFT = "santurkar2018/theory_shift_reduces_curvature"
 
 
 def value(quantity: str, layer: int, seed: int, step: int, levels: dict) -> float:
@@ -28,6 +45,12 @@ def value(quantity: str, layer: int, seed: int, step: int, levels: dict) -> floa
     if quantity in ("mean_frac", "proj_frac"):
         share = 0.3 if quantity == "mean_frac" else 0.7
         return share * value("removed_frac", layer, seed, step, levels)
+    if quantity == "curv_shift":
+        return levels["shift_share"] * value("curv_scaled", layer, seed, step, levels)
+    if quantity == "curv_bn":
+        return value("curv_scaled", layer, seed, step, levels) - value(
+            "curv_shift", layer, seed, step, levels
+        )
     wiggle = 0.01 * np.sin(step / 700 + layer) * (1 + seed)
     return levels[quantity] * (1 + wiggle)
 
@@ -88,16 +111,17 @@ def test_registered_and_inferred_from_the_runs(tmp_path) -> None:
     root = theory_sweep(tmp_path)
     assert infer_figure_id(load_summaries([root])) == THEORY_ID
     spec = FIGURES[THEORY_ID]
-    assert {c.id for c in spec.claims} == {REMOVED, SMALLER, GAIN}
+    assert {c.id for c in spec.claims} == {REMOVED, SMALLER, GAIN, SHIFT}
     assert all(c.seeds == (0, 1, 2) and c.window == (1000, 10000) for c in spec.claims)
-    assert all("Thm 4.1" in c.paper_says and "seed 0" in c.claim for c in spec.claims)
+    assert all("Thm 4." in c.paper_says and "seed 0" in c.claim for c in spec.claims)
 
 
 def test_plotted_data_is_mean_min_max_over_seeds(tmp_path) -> None:
     root = theory_sweep(tmp_path)
     spec = FIGURES[THEORY_ID]
     data = spec.data(spec.load([root]))
-    assert len(data) == 9 * 100 + 3 * 2 * 100  # 9 panels, 3 series in the 3 removed-share ones
+    # 15 panels; 3 series in the 3 removed-share ones, 2 in the 3 Thm 4.2 ones
+    assert len(data) == 15 * 100 + 3 * 2 * 100 + 3 * 100
     assert (data["n"] == 3).all() and (data["n_nonfinite"] == 0).all()
     cases = [
         ("removed share, layer #2", "removed", "removed_frac", 2),
@@ -105,6 +129,7 @@ def test_plotted_data_is_mean_min_max_over_seeds(tmp_path) -> None:
         ("removed share, layer #1", "proj part", "proj_frac", 1),
         ("grad_ratio, layer #3", "grad_ratio", "grad_ratio", 3),
         ("gamma^2/sigma^2, layer #1", "gamma^2/sigma^2", "gamma2_over_sigma2", 1),
+        ("Thm 4.2, layer #2", "curv_bn", "curv_bn", 2),
     ]
     for panel, series, quantity, layer in cases:
         rows = data[(data["panel"] == panel) & (data["series"] == series)].set_index("step")
@@ -117,13 +142,30 @@ def test_plotted_data_is_mean_min_max_over_seeds(tmp_path) -> None:
             assert rows.loc[step, "min"] < rows.loc[step, "mean"] < rows.loc[step, "max"]
 
 
+def test_thm42_rows_are_computed_per_run_and_step(tmp_path) -> None:
+    root = theory_sweep(tmp_path)
+    spec = FIGURES[THEORY_ID]
+    data = spec.data(spec.load([root]))
+    for step in (0, 1300, 9900):
+        scaled = [value("curv_scaled", 3, s, step, PASSING) for s in (0, 1, 2)]
+        shift = [value("curv_shift", 3, s, step, PASSING) for s in (0, 1, 2)]
+        cases = [
+            ("Thm 4.2, layer #3", "curv_scaled - curv_shift", np.subtract(scaled, shift)),
+            ("shift share, layer #3", "shift share", np.divide(shift, scaled)),
+        ]
+        for panel, series, by_hand in cases:
+            rows = data[(data["panel"] == panel) & (data["series"] == series)].set_index("step")
+            assert rows.loc[step, "mean"] == pytest.approx(np.mean(by_hand), rel=1e-12)
+            assert rows.loc[step, "max"] == pytest.approx(max(by_hand), rel=1e-12)
+
+
 def test_draw_plots_the_plotted_data(tmp_path) -> None:
     root = theory_sweep(tmp_path)
     spec = FIGURES[THEORY_ID]
     table = spec.load([root])
     data = spec.data(table)
     fig = spec.draw(table)
-    assert len(fig.axes) == 9
+    assert len(fig.axes) == 15
     ax = fig.axes[4]  # row 2 (grad_ratio), layer #2
     assert ax.get_title() == "grad_ratio, layer #2"
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "grad_ratio"]
@@ -134,6 +176,11 @@ def test_draw_plots_the_plotted_data(tmp_path) -> None:
     assert labels[:3] == ["removed", "mean part", "proj part"]
     assert "2/m (m = 60)" in labels and "claim threshold" in labels
     assert "mean over seeds 0/1/2" in fig._suptitle.get_text()
+    curvature = fig.axes[9]  # row 4 (Thm 4.2), layer #1
+    assert curvature.get_title() == "Thm 4.2, layer #1"
+    labels = [ln.get_label() for ln in curvature.get_lines()]
+    assert labels[:2] == ["curv_bn", "curv_scaled - curv_shift"]
+    assert "claim threshold" in [ln.get_label() for ln in fig.axes[12].get_lines()]
 
 
 def test_claims_pass_on_data_that_meets_them(tmp_path) -> None:
@@ -165,6 +212,28 @@ def test_claims_fail_where_one_layer_of_one_seed_misses(tmp_path) -> None:
     assert claims.loc[SMALLER, "value"] == pytest.approx(1.5, rel=0.02)
     assert claims.loc[GAIN, "verdict"] == NOT_REPRODUCED
     assert claims.loc[GAIN, "value"] == pytest.approx(2.0, rel=0.02)
+    assert claims.loc[SHIFT, "verdict"] == REPRODUCED
+
+
+def test_shift_claim_is_the_median_share_and_fails_on_one_layer(tmp_path) -> None:
+    root = theory_sweep(tmp_path, override={(1, 2): {"shift_share": 0.05}})
+    spec = FIGURES[THEORY_ID]
+    table = spec.load([root])
+    claims = evaluate_claims(spec.claims, table).set_index("id")
+    assert claims.loc[SHIFT, "verdict"] == NOT_REPRODUCED
+    assert claims.loc[SHIFT, "value"] == pytest.approx(0.05, rel=1e-9)
+    assert "layer #1 seed 2" in claims.loc[SHIFT, "measured"]
+    assert "8 of 9" in claims.loc[SHIFT, "measured"]
+    assert "median over the window's probes" in claims.loc[SHIFT, "measured"]
+    # a few probes where curv_scaled passes near 0 (a share of -1000) leave the median alone
+    passing = spec.load([theory_sweep(tmp_path / "spikes")])
+    near_zero = (passing["metric"] == "theory/layer2/curv_scaled") & passing["step"].isin(
+        [2000, 5000, 8000]
+    )
+    passing.loc[near_zero, "value"] = -1e-6
+    claims = evaluate_claims(spec.claims, passing).set_index("id")
+    assert claims.loc[SHIFT, "verdict"] == REPRODUCED
+    assert claims.loc[SHIFT, "value"] > 0.19
 
 
 def test_values_before_the_window_do_not_count(tmp_path) -> None:
@@ -212,7 +281,7 @@ def test_claims_are_for_lr_1_and_the_figure_refuses_mixed_rates(tmp_path) -> Non
     root = theory_sweep(tmp_path / "slow", lr=0.1)
     spec = FIGURES[THEORY_ID]
     table = spec.load([root])
-    assert len(spec.data(table)) == 1500  # drawn at its one rate
+    assert len(spec.data(table)) == 2400  # drawn at its one rate
     assert (evaluate_claims(spec.claims, table)["verdict"] == INSUFFICIENT).all()
     theory_sweep(tmp_path / "fast", lr=1.0)
     with pytest.raises(ValueError, match="mix learning rates"):

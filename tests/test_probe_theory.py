@@ -19,8 +19,9 @@ from normlab.errors import NormlabError
 from normlab.models import MLP
 from normlab.models.layers import numbered_layers
 from normlab.norms import make_norm
+from normlab.probes.curvature import fp32_context
 from normlab.probes.functional import detached_parameters
-from normlab.probes.theory import TheoryProbe, theory_metrics
+from normlab.probes.theory import TheoryProbe, curvature_metrics, theory_metrics
 from normlab.train import build_probes, run
 
 F64 = torch.float64
@@ -187,8 +188,14 @@ def test_without_curvature_only_thm41_is_measured() -> None:
     [
         ({"name": "batch"}, [1, 4], "layer(s) [4] not a BN layer of the model; valid layers: 1..3"),
         ({"name": "none"}, [1], "valid layers: none"),
-        ({"name": "lp", "p": 2}, [1], "valid layers: none"),
+        (
+            {"name": "lp", "p": 2},
+            [1],
+            "noisy BN (norm=noisy_batch) and l_p norms (norm=lp) are not",
+        ),
+        ({"name": "noisy_batch"}, [1], "noisy BN (norm=noisy_batch) and l_p norms"),
     ],
+    ids=["batch_layer_4", "none", "lp", "noisy_batch"],
 )
 def test_layers_without_a_bn_are_refused_naming_the_valid_ones(norm, layers, message) -> None:
     model = MLP(6, (5, 5, 5), 3, norm=norm)
@@ -197,9 +204,21 @@ def test_layers_without_a_bn_are_refused_naming_the_valid_ones(norm, layers, mes
     assert message in str(err.value)
 
 
+def test_sync_batchnorm_is_refused_at_fit_start() -> None:
+    # Lightning converts BN to SyncBatchNorm (trainer.sync_batchnorm=true) in the strategy's
+    # setup, after Callback.setup: setup passes, on_fit_start (after the conversion) refuses.
+    model = MLP(6, (5, 5, 5), 3, norm={"name": "batch"})
+    probe = TheoryProbe(layers=[1, 2])
+    probe.setup(None, SimpleNamespace(model=model), "fit")
+    probe.on_fit_start(None, SimpleNamespace(model=model))  # plain BN: fine
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    with pytest.raises(NormlabError, match="SyncBatchNorm .*is not supported"):
+        probe.on_fit_start(None, SimpleNamespace(model=synced))
+
+
 def test_other_buffered_modules_are_refused() -> None:
     model = MLP(6, (5, 5), 3, norm={"name": "batch"})
-    model.layers["layer2"].norm = make_norm({"name": "lp", "p": 1}, 5)  # its own running stats
+    model.layers["layer2"].register_buffer("stat", torch.zeros(5))  # a buffer BN does not own
     with pytest.raises(NormlabError, match="needs norm=batch throughout"):
         TheoryProbe(layers=[1]).setup(None, SimpleNamespace(model=model), "fit")
 
@@ -252,6 +271,52 @@ def test_theory_probe_at_every_step_leaves_mlp_training_bit_identical(
     assert {f"theory/layer{k}/curv_bn" for k in (1, 2, 3)} <= set(probed.metric)
     removed = probed[probed.metric.str.endswith("/removed_frac")].value
     assert removed.between(0, 1).all()
+
+
+def test_under_bf16_thm42_is_measured_in_fp32(tiny_overrides, tmp_path) -> None:
+    # Under bf16-mixed the step runs under autocast; Thm 4.2's Hessian-vector products are taken
+    # with autocast off and the same v on both sides, so the identity curv_bn = curv_scaled -
+    # curv_shift holds to the layer's eps (1e-5) and fp32 round-off, not to bf16's 3 digits.
+    common = [
+        *tiny_overrides,
+        "norm=batch",
+        "trainer.precision=bf16-mixed",
+        "trainer.max_steps=4",
+        "trainer.log_every_n_steps=1",
+        "trainer.val_check_interval=4",
+        "probe=theory",
+        "probe.theory.every_n_steps=1",
+    ]
+    assert run(compose_config(common), tmp_path / "bf16", common).status == "finished"
+    metrics = pd.read_csv(tmp_path / "bf16" / "metrics.csv")
+    wide = metrics[metrics.metric.str.startswith("theory/")].pivot_table(
+        index="step", columns="metric", values="value"
+    )
+    assert list(wide.index) == [0, 1, 2, 3]
+    for k in (1, 2, 3):
+        bn = wide[f"theory/layer{k}/curv_bn"]
+        rhs = wide[f"theory/layer{k}/curv_scaled"] - wide[f"theory/layer{k}/curv_shift"]
+        size = (
+            wide[f"theory/layer{k}/curv_scaled"].abs() + wide[f"theory/layer{k}/curv_shift"].abs()
+        )
+        assert ((bn - rhs).abs() <= 1e-3 * size).all(), (k, (bn - rhs).abs() / size)
+
+
+def test_curvature_under_autocast_equals_float64() -> None:
+    # The probe's path: the step's autocast (bf16) around, fp32_context inside. Thm 4.2's terms
+    # then agree with the float64 computation to fp32's digits (in bf16 they were 1e-3-2e-2 off).
+    model, x = mlp()
+    y = torch.arange(len(x)) % 3
+    params = detached_parameters(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16), fp32_context(model, replay_last=True):
+        got = curvature_metrics(model, cross_entropy, params, x, y, [1, 2])
+    exact = copy.deepcopy(model).double()
+    want = curvature_metrics(
+        exact, cross_entropy, detached_parameters(exact), x.double(), y, [1, 2]
+    )
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].item() == pytest.approx(want[key].item(), rel=1e-4), key
 
 
 def test_theory_probe_on_vgg_leaves_training_bit_identical(tmp_path) -> None:

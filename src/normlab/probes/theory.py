@@ -30,7 +30,12 @@ then normalises with its batch's statistics, as in the step, and updates nothing
 layer's norm for the duration of the call (adding a zero tensor to its input or output, whose
 gradient is the quantity wanted). Nothing is drawn from the global RNG and no module's mode
 changes. Under DDP each rank measures its own shard (whose BN statistics are its own) and the
-metrics are averaged over ranks.
+metrics are averaged over ranks (a ratio is the mean of the per-rank ratios). Thm 4.1's metrics
+are recomputed in the step's precision context (under bf16-mixed, from a bf16 forward's g, summed
+in float64); Thm 4.2's are taken with autocast off and parameters and input in at least fp32,
+along one v for the products and both sides of the identity. Refused (NormlabError): noisy BN
+and l_p norms (at setup), SyncBatchNorm (`trainer.sync_batchnorm`, at fit start, after
+Lightning's conversion).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from torch.func import functional_call, grad
 
 from normlab.errors import NormlabError
 from normlab.module import log_to_loggers
+from normlab.norms import LpNorm, NoisyBatchNorm
+from normlab.probes.curvature import fp32_context
 from normlab.probes.functional import (
     LossFn,
     Params,
@@ -55,6 +62,7 @@ from normlab.probes.functional import (
     reduce_over_ranks,
     step_context,
 )
+from normlab.probes.hessian import at_least_fp32
 from normlab.theory import (
     from_units,
     gradient_terms,
@@ -131,16 +139,8 @@ class LayerLoss:
         return captured
 
 
-def layer_metrics(
-    loss: LayerLoss,
-    k: int,
-    norm: nn.Module,
-    y_in: Tensor,
-    curvature: bool,
-    chunk_size: int | None = None,
-    curvature_units: int | None = None,
-) -> dict[str, Tensor]:
-    """The module docstring's metrics of layer k (0-dim tensors), from its input `y_in`."""
+def layer_metrics(loss: LayerLoss, k: int, norm: nn.Module, y_in: Tensor) -> dict[str, Tensor]:
+    """Thm 4.1's metrics of layer k (module docstring; 0-dim tensors), from its input `y_in`."""
     g_full = grad(lambda d: loss(norm, "output", d))(torch.zeros_like(y_in))
     y, g = units(y_in), units(g_full)
     gamma, eps = norm.weight.detach(), float(norm.eps)
@@ -149,30 +149,92 @@ def layer_metrics(
     v = input_gradient(y.double(), g.double(), gamma.double(), eps)
     grad_sq = terms.grad_sq.sum()
     prefix = f"theory/layer{k}"
-    metrics = {
+    return {
         f"{prefix}/mean_frac": terms.mean_term.sum() / grad_sq,
         f"{prefix}/proj_frac": terms.proj_term.sum() / grad_sq,
         f"{prefix}/removed_frac": (terms.mean_term + terms.proj_term).sum() / grad_sq,
         f"{prefix}/gamma2_over_sigma2": terms.gain.mean(),
         f"{prefix}/grad_ratio": v.pow(2).sum() / grad_sq,
     }
-    if curvature:
-        on_input = loss.of_units(norm, "input", y_in.shape)
-        on_output = loss.of_units(norm, "output", y_in.shape)
-        zeros, v_net = torch.zeros_like(y), v.to(y.dtype)
-        hvps = {"chunk_size": chunk_size, "first": curvature_units}
-        curv_bn = unit_curvatures(on_input, zeros, v_net, **hvps).double()
-        hv = unit_hvps(on_output, zeros, v_net, **hvps).double()
-        c = len(hv)  # the units measured: the first curvature_units, or all
-        scaled, shift = thm42_rhs(
-            y[:c].double(), g[:c].double(), v[:c], hv, gamma[:c].double(), eps
-        )
-        v_sq = v[:c].pow(2).sum()
-        metrics |= {
-            f"{prefix}/curv_bn": curv_bn.sum() / v_sq,
-            f"{prefix}/curv_scaled": scaled.sum() / v_sq,
-            f"{prefix}/curv_shift": shift.sum() / v_sq,
-        }
+
+
+def layer_curvatures(
+    loss: LayerLoss,
+    k: int,
+    norm: nn.Module,
+    y_in: Tensor,
+    chunk_size: int | None = None,
+    curvature_units: int | None = None,
+) -> dict[str, Tensor]:
+    """Thm 4.2's terms of layer k (module docstring), from its input `y_in`: y, g and v are this
+    loss's own (at its precision), and the Hessian-vector products and both sides of the
+    identity use the one v the products were taken along."""
+    g_full = grad(lambda d: loss(norm, "output", d))(torch.zeros_like(y_in))
+    y, g = units(y_in), units(g_full)
+    gamma, eps = norm.weight.detach().to(y.dtype), float(norm.eps)
+    v_net = input_gradient(y.double(), g.double(), gamma.double(), eps).to(y.dtype)
+    on_input = loss.of_units(norm, "input", y_in.shape)
+    on_output = loss.of_units(norm, "output", y_in.shape)
+    zeros = torch.zeros_like(y)
+    hvps = {"chunk_size": chunk_size, "first": curvature_units}
+    curv_bn = unit_curvatures(on_input, zeros, v_net, **hvps).double()
+    hv = unit_hvps(on_output, zeros, v_net, **hvps).double()
+    c = len(hv)  # the units measured: the first curvature_units, or all
+    v = v_net[:c].double()  # the direction of both products, for both sides of Thm 4.2
+    scaled, shift = thm42_rhs(y[:c].double(), g[:c].double(), v, hv, gamma[:c].double(), eps)
+    v_sq = v.pow(2).sum()
+    prefix = f"theory/layer{k}"
+    return {
+        f"{prefix}/curv_bn": curv_bn.sum() / v_sq,
+        f"{prefix}/curv_scaled": scaled.sum() / v_sq,
+        f"{prefix}/curv_shift": shift.sum() / v_sq,
+    }
+
+
+def _norms(model: nn.Module, layers: Sequence[int]) -> dict[int, nn.Module]:
+    found = bn_layers(model)
+    return {k: found[k] for k in layers}
+
+
+def gradient_metrics(
+    model: nn.Module,
+    loss_fn: LossFn,
+    params: Params,
+    x: Tensor,
+    target: Tensor,
+    layers: Sequence[int],
+) -> dict[str, Tensor]:
+    """Thm 4.1's metrics for each BN layer in `layers`, in the ambient precision context (the
+    step's: under bf16-mixed, from the bf16 forward's g)."""
+    norms = _norms(model, layers)
+    loss = LayerLoss(model, loss_fn, params, x, target)
+    inputs = loss.layer_inputs(norms)
+    metrics: dict[str, Tensor] = {}
+    for k, norm in norms.items():
+        metrics |= layer_metrics(loss, k, norm, inputs[k])
+    return metrics
+
+
+def curvature_metrics(
+    model: nn.Module,
+    loss_fn: LossFn,
+    params: Params,
+    x: Tensor,
+    target: Tensor,
+    layers: Sequence[int],
+    chunk_size: int | None = None,
+    curvature_units: int | None = None,
+) -> dict[str, Tensor]:
+    """Thm 4.2's terms for each BN layer in `layers`, with parameters and input in at least
+    float32 (`at_least_fp32`); call with autocast off (`fp32_context`), as the probe does, so
+    that the Hessian-vector products are not taken in bf16."""
+    norms = _norms(model, layers)
+    params32 = {name: at_least_fp32(p) for name, p in params.items()}
+    loss = LayerLoss(model, loss_fn, params32, at_least_fp32(x), target)
+    inputs = loss.layer_inputs(norms)
+    metrics: dict[str, Tensor] = {}
+    for k, norm in norms.items():
+        metrics |= layer_curvatures(loss, k, norm, inputs[k], chunk_size, curvature_units)
     return metrics
 
 
@@ -188,13 +250,13 @@ def theory_metrics(
     curvature_units: int | None = None,
 ) -> dict[str, Tensor]:
     """The module docstring's metrics for each BN layer in `layers`, on the batch (x, target) at
-    `params`; Thm 4.2's terms over the first `curvature_units` units of each layer (all: None)."""
-    norms = {k: bn_layers(model)[k] for k in layers}
-    loss = LayerLoss(model, loss_fn, params, x, target)
-    inputs = loss.layer_inputs(norms)
-    metrics: dict[str, Tensor] = {}
-    for k, norm in norms.items():
-        metrics |= layer_metrics(loss, k, norm, inputs[k], curvature, chunk_size, curvature_units)
+    `params`, in the ambient context; Thm 4.2's terms over the first `curvature_units` units of
+    each layer (all: None)."""
+    metrics = gradient_metrics(model, loss_fn, params, x, target, layers)
+    if curvature:
+        metrics |= curvature_metrics(
+            model, loss_fn, params, x, target, layers, chunk_size, curvature_units
+        )
     return metrics
 
 
@@ -227,6 +289,7 @@ class TheoryProbe(StepProbe):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         model = pl_module.model
+        self._refuse_other_norms(model)
         check_layers(f"{self.key}.layers", self.layers, sorted(bn_layers(model)), "a BN layer")
         others = [
             name
@@ -241,6 +304,30 @@ class TheoryProbe(StepProbe):
                 f"{others[0]} keeps other buffers"
             )
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning converts BN to SyncBatchNorm (trainer.sync_batchnorm) in the strategy's setup,
+        # after Callback.setup: only now are the layers the ones the step will run.
+        self._refuse_other_norms(pl_module.model)
+
+    def _refuse_other_norms(self, model: nn.Module) -> None:
+        """NormlabError when a hidden layer's norm is noisy BN, an l_p norm or a SyncBatchNorm:
+        the probe's formulas and its functional evaluation are for torch's per-rank BatchNorm."""
+        hidden = getattr(model, "hidden_layers", {})
+        for k, layer in hidden.items():
+            norm = getattr(layer, "norm", None)
+            if isinstance(norm, nn.SyncBatchNorm):
+                raise NormlabError(
+                    f"{self.key}: SyncBatchNorm (trainer.sync_batchnorm=true) is not supported "
+                    f"(layer {k}): the probe measures each rank's own BN statistics; run without "
+                    "sync_batchnorm"
+                )
+            if isinstance(norm, NoisyBatchNorm | LpNorm):
+                raise NormlabError(
+                    f"{self.key}: layer {k} has a {type(norm).__name__}; noisy BN "
+                    "(norm=noisy_batch) and l_p norms (norm=lp) are not supported: Thm 4.1 and "
+                    "4.2 are measured on torch BatchNorm layers (norm=batch)"
+                )
+
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
@@ -248,18 +335,23 @@ class TheoryProbe(StepProbe):
             return
         model = pl_module.model
         x, target = self._batch
-        with step_context(trainer, model):
-            metrics = theory_metrics(
-                model,
-                pl_module.loss,
-                detached_parameters(model),
-                x,
-                target,
-                self.layers,
-                self.curvature,
-                self.chunk_size,
-                self.curvature_units,
-            )
+        params = detached_parameters(model)
+        with step_context(trainer, model):  # Thm 4.1 as the step computed it
+            metrics = gradient_metrics(model, pl_module.loss, params, x, target, self.layers)
+        if self.curvature:
+            # Thm 4.2's second derivatives in fp32 (autocast off, parameters and input upcast),
+            # with the step's noise replayed, whatever the training precision
+            with fp32_context(model, replay_last=True):
+                metrics |= curvature_metrics(
+                    model,
+                    pl_module.loss,
+                    params,
+                    x,
+                    target,
+                    self.layers,
+                    self.chunk_size,
+                    self.curvature_units,
+                )
         stacked = torch.stack([value.detach().double() for value in metrics.values()])
         stacked = reduce_over_ranks(trainer, stacked, "mean")
         log_to_loggers(trainer, dict(zip(metrics, stacked.tolist(), strict=True)), self._step)
