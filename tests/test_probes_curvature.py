@@ -313,7 +313,9 @@ def test_batch_sharpness_is_fp32_and_replays_the_steps_noise(precision, norm, tm
     assert sorted(logged.index) == [0, 1, 2]
     for step, record in recorder.steps.items():
         expected = batch_sharpness_oracle(record.model, sum_sq, record.batch, record.grad)
-        assert rel(logged[step], expected) <= 1e-5, (step, logged[step], expected)
+        # float32 at fixed weights, two computation paths: 2e-5 apart with 2 threads (noisy BN);
+        # bf16 products are off by ~2e-3, a lost noise replay by ~7 (both seen failing this)
+        assert rel(logged[step], expected) <= 1e-4, (step, logged[step], expected)
 
 
 class Recorder(Callback):
