@@ -30,6 +30,7 @@ BAD_VALUES = [
     ("trainer.precision=fp8", "trainer.precision='fp8': must be one of ["),
     ("trainer.enable_progress_bar=maybe", "trainer.enable_progress_bar='maybe': must be 'auto'"),
     ("threads=0", "threads=0: must be null (torch's default) or an integer >= 1"),
+    ("trainer.devices=0", "trainer.devices=0: must be 'auto', -1 (every device), an integer >= 1"),
     ("flush_denormal=3", "flush_denormal=3: must be true or false"),
     ("+sed=1", "unknown top-level key 'sed' (from +sed=1) (did you mean 'seed'?)"),
     ("+data.foo=1", "data.foo is not a setting of normlab.data.SyntheticDataModule"),
@@ -49,6 +50,8 @@ def test_a_bad_value_names_the_key_the_value_and_what_is_valid(override, message
 def test_the_defaults_and_a_good_config_pass() -> None:
     validate_config(compose_config([]))
     validate_config(compose_config([*BASE, "optim.lr=1", "threads=1", "trainer.precision=64-true"]))
+    validate_config(compose_config([*BASE, "trainer.devices=[0,1]"]))
+    validate_config(compose_config([*BASE, "trainer.devices=-1"]))
 
 
 def test_a_bad_value_stops_run_before_it_makes_a_directory(tmp_path) -> None:

@@ -128,12 +128,18 @@ RULES: tuple[Rule, ...] = (
         "-1 (no limit: runs end at max_steps) or an integer >= 1",
     ),
     Rule(
-        "trainer.devices", lambda v: v == "auto" or int_at_least(1)(v), "'auto' or an integer >= 1"
+        "trainer.devices",
+        lambda v: (
+            v in ("auto", -1)
+            or int_at_least(1)(v)
+            or (isinstance(v, list) and bool(v) and all(int_at_least(0)(i) for i in v))
+        ),
+        "'auto', -1 (every device), an integer >= 1 or a list of device indices",
     ),
     Rule("trainer.precision", lambda v: str(v) in _precisions(), f"one of {list(_precisions())}"),
     Rule(
         "trainer.enable_progress_bar",
-        lambda v: v in ("auto", True, False),
+        lambda v: v == "auto" or is_bool(v),
         "'auto' (a bar on a terminal, a line per evaluation elsewhere), true or false",
     ),
     Rule("module.log_every_n_steps", int_at_least(1), "an integer >= 1"),
