@@ -50,6 +50,7 @@ from normlab.norms import frozen_noise
 from normlab.norms.noisy import derive_seed
 from normlab.probes.functional import (
     StepProbe,
+    at_least_fp32,
     check_layers,
     detached_parameters,
     flat,
@@ -59,7 +60,6 @@ from normlab.probes.functional import (
 from normlab.probes.hessian import (
     LanczosResult,
     MatVec,
-    at_least_fp32,
     hessian_operator,
     hutchinson_samples,
     lanczos,

@@ -37,6 +37,13 @@ def detached_parameters(model: nn.Module) -> Params:
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
+def at_least_fp32(t: Tensor) -> Tensor:
+    """`t` in float32 if it is a lower-precision float (bf16/fp16 weights, inputs or gradients),
+    as it is otherwise (float32, float64, integers): probes reduce and compare, and take Hessian
+    products, in fp32 at least whatever the training precision (curvature.md, "Practice")."""
+    return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
+
+
 def cloned_buffers(model: nn.Module) -> Params:
     return {name: b.clone() for name, b in model.named_buffers()}
 

@@ -18,15 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from normlab.probes.functional import LossFn, Params, loss_at
+from normlab.probes.functional import LossFn, Params, at_least_fp32, cloned_buffers, loss_at
 
 MatVec = Callable[[Tensor], Tensor]
-
-
-def at_least_fp32(t: Tensor) -> Tensor:
-    """`t` in float32 if it is a lower-precision float (bf16/fp16 weights or inputs): Hessian
-    products are taken in fp32 whatever the training precision (curvature.md, "Practice")."""
-    return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
 
 
 def hessian_operator(
@@ -48,7 +42,7 @@ def hessian_operator(
     full = {n: at_least_fp32(t) for n, t in params.items()} | leaves
     grads: list[Tensor] | None = None
     for x, y in batches:
-        buffers = {n: at_least_fp32(b.clone()) for n, b in model.named_buffers()}
+        buffers = {n: at_least_fp32(b) for n, b in cloned_buffers(model).items()}
         loss = loss_at(model, loss_fn, full, buffers, at_least_fp32(x), y)
         g = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
         g = [

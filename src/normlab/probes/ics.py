@@ -28,6 +28,7 @@ from normlab.probes.functional import (
     LossFn,
     Params,
     StepProbe,
+    at_least_fp32,
     check_layers,
     detached_parameters,
     gradient,
@@ -113,8 +114,7 @@ class ICSProbe(StepProbe):
                 model, pl_module.loss, x, y, before, detached_parameters(model), self.layers
             )
         stacked = torch.cat([torch.cat(pair) for pair in grads.values()])
-        # Reduced and compared in float32 at least (bf16 training), float64 kept as it is.
-        stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
+        stacked = at_least_fp32(stacked)  # bf16 training: reduced and compared in fp32
         stacked = reduce_over_ranks(trainer, stacked, pl_module.loss_reduction)
         metrics = {}
         sizes = [2 * len(grads[i][0]) for i in self.layers]

@@ -32,6 +32,7 @@ from normlab.module import log_to_loggers
 from normlab.probes.functional import (
     METHODS,
     StepProbe,
+    at_least_fp32,
     detached_parameters,
     gradients_along,
     reduce_over_ranks,
@@ -140,8 +141,7 @@ class LandscapeProbe(StepProbe):
                 model, pl_module.loss, params, g, etas, x, y, self.method
             )
         stacked = torch.cat([losses.detach()[:, None], grads.detach()], dim=1)
-        # Reduced and compared in float32 at least (bf16 training), float64 kept as it is.
-        stacked = stacked.to(torch.promote_types(stacked.dtype, torch.float32))
+        stacked = at_least_fp32(stacked)  # bf16 training: reduced and compared in fp32
         stacked = reduce_over_ranks(trainer, stacked, pl_module.loss_reduction)
         g_flat = torch.cat([t.flatten() for t in g.values()]).to(stacked.dtype)
         metrics, grad_diff = landscape_metrics(stacked[:, 0], stacked[:, 1:], g_flat, etas)

@@ -57,12 +57,12 @@ from normlab.probes.functional import (
     LossFn,
     Params,
     StepProbe,
+    at_least_fp32,
     check_layers,
     detached_parameters,
     reduce_over_ranks,
     step_context,
 )
-from normlab.probes.hessian import at_least_fp32
 from normlab.theory import (
     from_units,
     gradient_terms,
