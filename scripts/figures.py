@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         "paths", nargs="*", metavar="[FIGURE_ID] SWEEP_DIR", help="figure id, then run/sweep dirs"
     )
     parser.add_argument("--out", default="figures", help="output directory (default: figures)")
+    parser.add_argument(
+        "--formats",
+        default="png,pdf",
+        help="image formats, comma-separated (default: png,pdf; empty: only the data and claims)",
+    )
     parser.add_argument("--list", action="store_true", help="list the registered figures")
     args = parser.parse_args(argv)
 
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figures.py: error: cannot evaluate the claims of {spec.id}: {err}", file=sys.stderr)
         status = 1
     try:
-        written += write_plot(spec, table, args.out)
+        formats = [f for f in args.formats.split(",") if f]
+        written += write_plot(spec, table, args.out, formats=formats)
     except ValueError as err:
         print(f"figures.py: error: cannot draw {spec.id}: {err}", file=sys.stderr)
         status = 1

@@ -354,3 +354,90 @@ def dln_sweep(
                     run_dir / "act_hist.csv", ("step", "layer", "bin_lo", "bin_hi", "count"), rows
                 )
     return root
+
+
+# --- Santurkar 2018 Sec. 4 (the theory probe) ----------------------------------------------------
+
+THEORY_ID = "santurkar2018/theory_mlp"
+QUANTITIES = (
+    "removed_frac",
+    "mean_frac",
+    "proj_frac",
+    "grad_ratio",
+    "gamma2_over_sigma2",
+    "curv_bn",
+    "curv_scaled",
+    "curv_shift",
+)
+# What every (layer, seed) logs, at every probe, unless a test says otherwise (`shift_share`:
+# curv_shift as a share of curv_scaled, which is logged; curv_bn = curv_scaled - curv_shift).
+PASSING = {
+    "removed_frac": 0.2,
+    "grad_ratio": 0.5,
+    "gamma2_over_sigma2": 0.6,
+    "curv_scaled": 0.01,
+    "shift_share": 0.2,
+}
+
+
+def value(quantity: str, layer: int, seed: int, step: int, levels: dict) -> float:
+    """A curve of `levels[quantity]` (removed_frac's parts: 30% and 70% of it), a little different
+    per layer, seed and step (+-1%), so that min < mean < max and means are not the level."""
+    if quantity in ("mean_frac", "proj_frac"):
+        share = 0.3 if quantity == "mean_frac" else 0.7
+        return share * value("removed_frac", layer, seed, step, levels)
+    if quantity == "curv_shift":
+        return levels["shift_share"] * value("curv_scaled", layer, seed, step, levels)
+    if quantity == "curv_bn":
+        return value("curv_scaled", layer, seed, step, levels) - value(
+            "curv_shift", layer, seed, step, levels
+        )
+    wiggle = 0.01 * np.sin(step / 700 + layer) * (1 + seed)
+    return levels[quantity] * (1 + wiggle)
+
+
+def theory_sweep(
+    root: Path,
+    seeds=(0, 1, 2),
+    levels: dict | None = None,
+    override: dict | None = None,
+    max_steps: int = 10000,
+    lr: float = 1.0,
+    every: int = 100,
+    skip_step: int | None = None,
+) -> Path:
+    """A multirun-shaped sweep of the preset: `root/seed=<s>/` per seed, each run logging every
+    theory metric at steps 0, every, ... < max_steps. `override[(layer, seed)] = {quantity: v}`
+    replaces a (layer, seed)'s level; `skip_step` leaves that probe out of every run."""
+    levels = PASSING if levels is None else levels
+    for seed in seeds:
+        curves: dict[str, dict[int, float]] = {}
+        for layer in (1, 2, 3):
+            at = levels | (override or {}).get((layer, seed), {})
+            for q in QUANTITIES:
+                curves[f"theory/layer{layer}/{q}"] = {
+                    t: value(q, layer, seed, t, at)
+                    for t in range(0, max_steps, every)
+                    if t != skip_step
+                }
+        config = {
+            "name": THEORY_ID,
+            "seed": seed,
+            "norm": {"name": "batch", "eps": 1e-5, "momentum": 0.1},
+            "optim": {"lr": lr, "momentum": 0.0},
+            "data": {"name": "mnist", "batch_size": 60, "seed": seed},
+            "model": {"hidden": [100, 100, 100], "activation": "sigmoid"},
+            "trainer": {"max_steps": max_steps, "log_every_n_steps": 100},
+            "probe": {"theory": {"layers": [1, 2, 3], "every_n_steps": every}},
+            "paths": {"runs_dir": "runs"},
+        }
+        write_run(
+            root / f"seed={seed}" if lr == 1.0 else root / f"lr={lr},seed={seed}",
+            experiment=THEORY_ID,
+            seed=seed,
+            norm="batch",
+            config=config,
+            curves=curves,
+            max_steps=max_steps,
+        )
+    return root
