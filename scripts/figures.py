@@ -25,9 +25,17 @@ import logging
 import sys
 from pathlib import Path
 
-from normlab.claims import claims_markdown
-from normlab.figures import FIGURES, infer_figure_id, write_claims, write_plot
+from normlab.figures import FIGURES as OLD_FIGURES
+from normlab.figures import SUITES as OLD_SUITES
+from normlab.report import claims_markdown, write_claims, write_plot
+from normlab.report import registry
 from normlab.results import join_metrics, load_summaries
+
+# While the figures move to normlab.papers: a ported figure replaces its old spec.
+FIGURES = {**OLD_FIGURES, **registry.FIGURES}
+registry.FIGURES.update(FIGURES)
+registry.SUITES.update({k: v for k, v in OLD_SUITES.items() if k not in registry.SUITES})
+infer_figure_id = registry.infer_figure_id
 
 
 def valid_ids() -> str:

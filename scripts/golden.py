@@ -44,7 +44,7 @@ def _figures_main():
 
 def figure_ids(paths: list[Path]) -> list[str]:
     """Every figure the runs under `paths` feed: their preset's figure, or each of its suite's."""
-    from normlab.figures import FIGURES, SUITES
+    from normlab.figures import FIGURES, SUITES  # while the figures move: the old registry
 
     experiments = set()
     for summary in sorted(p for path in paths for p in Path(path).rglob("summary.json")):

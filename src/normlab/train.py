@@ -275,12 +275,8 @@ def compile_model(
     # A model compiled in place and then evaluated under torch.func (grad, vmap) makes dynamo skip
     # nn.Module.compile's wrapper for good: every compiled module of the process runs eager after
     # the first probed step (tests/test_compile.py). Refuse rather than compile for nothing.
-    # A probe declares it with a class attribute `uses_torch_func = True`.
-    func_probes = [
-        str(getattr(p, "key", type(p).__name__)).removeprefix("probe.")
-        for p in probes
-        if getattr(p, "uses_torch_func", False)
-    ]
+    # Each probe declares it (`uses_torch_func`, normlab.probes.functional.StepProbe).
+    func_probes = [p.key.removeprefix("probe.") for p in probes if p.uses_torch_func]
     if func_probes:
         raise NormlabError(
             f"compile.enabled=true cannot run with probe={func_probes} (these probes use "

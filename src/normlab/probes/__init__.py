@@ -22,7 +22,21 @@ from normlab.probes.landscape import LandscapeProbe
 from normlab.probes.theory import TheoryProbe
 from normlab.probes.weights import WeightsProbe
 
+# Every probe normlab has (`conf/probe/<name>.yaml` instantiates one): what each logs, at which
+# cadence and into which files is read from these classes' declarations (`StepProbe`).
+PROBES = (
+    ActivationProbe,
+    ICSProbe,
+    LandscapeProbe,
+    SharpnessProbe,
+    HessianTraceProbe,
+    BatchSharpnessProbe,
+    WeightsProbe,
+    TheoryProbe,
+)
+
 __all__ = [
+    "PROBES",
     "ActivationProbe",
     "BatchSharpnessProbe",
     "HessianTraceProbe",

@@ -93,6 +93,11 @@ class ActivationProbe(L.Callback):
     """
 
     HIST_FILE = "act_hist.csv"
+    # The declarations of `normlab.probes.functional.StepProbe`.
+    key = "probe.activations"
+    metrics = ("act/",)
+    files = (HIST_FILE,)
+    uses_torch_func = False  # functional_call only (no transform): a compiled model runs it
 
     def __init__(
         self,

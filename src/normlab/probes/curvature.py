@@ -145,7 +145,10 @@ class FixedBatchProbe(L.Callback):
     Subclasses implement `measure` on this rank's operator and reduce over the ranks as they
     need; every rank measures."""
 
+    # The declarations of `normlab.probes.functional.StepProbe`.
     key = "probe"
+    metrics: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
     uses_torch_func = True  # functional_call: a compiled model cannot be probed (train.py)
 
     def __init__(self, every_n_steps: int, num_examples: int, batch_seed: int, seed: int) -> None:
@@ -224,6 +227,13 @@ class SharpnessProbe(FixedBatchProbe):
     layers 1..i-1 for each i in `below_layers` (module docstring)."""
 
     key = "probe.sharpness"
+    metrics = (
+        "curv/lambda_max",
+        "curv/lr_lambda_max",
+        "curv/lanczos_",
+        "curv/top",
+        "curv/below_layer",
+    )
 
     def __init__(
         self,
@@ -314,6 +324,7 @@ class HessianTraceProbe(FixedBatchProbe):
     rank's operator and their stack is reduced once (a product each, no collective per sample)."""
 
     key = "probe.hessian_trace"
+    metrics = ("curv/trace",)
 
     def __init__(
         self,
@@ -348,6 +359,7 @@ class BatchSharpnessProbe(StepProbe):
     autocast (bf16-mixed): the graph *and* the product are taken in the fp32 context."""
 
     key = "probe.batch_sharpness"
+    metrics = ("curv/batch_sharpness", "curv/lr_batch_sharpness")
     uses_torch_func = True
 
     def __init__(self, every_n_steps: int) -> None:

@@ -149,9 +149,18 @@ class StepProbe(L.Callback):
     """A probe of the training step itself, on the step's own batch, every `every_n_steps` steps
     (steps 0, n, 2n, ...). Remembers the batch of a probed step; subclasses measure in the
     optimizer hooks. Values are logged at step = the step's index t (the update t + 1 is
-    what the step makes)."""
+    what the step makes).
+
+    Every probe declares what the rest of normlab reads about it: `key`, its config node (its
+    cadence is `<key>.every_n_steps`); `metrics`, the prefixes or globs of the metrics it logs
+    (the claims find a metric's cadence by them); `files`, the per-run files it appends to;
+    `uses_torch_func`, whether it runs torch.func transforms (grad, vmap, jvp), which a compiled
+    model cannot take (`normlab.train.compile_model`)."""
 
     key = "probe"
+    metrics: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    uses_torch_func = False
 
     def __init__(self, every_n_steps: int) -> None:
         self.every_n_steps = integer(f"{self.key}.every_n_steps", every_n_steps, minimum=1)

@@ -80,6 +80,7 @@ class ICSProbe(StepProbe):
     layers, as the paper numbers them: Fig. 3(b) uses #9 and #17 of the DLN)."""
 
     key = "probe.ics"
+    metrics = ("ics/",)
     # torch.func transforms (grad, vmap) over the model: train.compile_model refuses compile.
     uses_torch_func = True
 

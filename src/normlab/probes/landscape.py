@@ -80,6 +80,8 @@ class LandscapeProbe(StepProbe):
     # torch.func transforms (grad, vmap) over the model: train.compile_model refuses compile.
     uses_torch_func = True
     CURVES_FILE = "landscape.csv"
+    metrics = ("landscape/",)
+    files = (CURVES_FILE,)
 
     def __init__(
         self,

@@ -266,6 +266,7 @@ class TheoryProbe(StepProbe):
     step's batch at the weights before its update."""
 
     key = "probe.theory"
+    metrics = ("theory/",)
     uses_torch_func = True  # functional_call, grad, jvp, vmap: a compiled model cannot be probed
 
     def __init__(

@@ -60,6 +60,7 @@ class WeightsProbe(StepProbe):
     every numbered layer with a weight matrix or kernel), at step t before its update."""
 
     key = "probe.weights"
+    metrics = ("weights/",)
     uses_torch_func = False  # plain tensor arithmetic on the weights and their .grad
 
     def __init__(self, every_n_steps: int = 100, layers: Sequence[int] | None = None) -> None:
