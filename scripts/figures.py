@@ -27,8 +27,7 @@ from pathlib import Path
 
 from normlab.figures import FIGURES as OLD_FIGURES
 from normlab.figures import SUITES as OLD_SUITES
-from normlab.report import claims_markdown, write_claims, write_plot
-from normlab.report import registry
+from normlab.report import claims_markdown, registry, write_claims, write_plot
 from normlab.results import join_metrics, load_summaries
 
 # While the figures move to normlab.papers: a ported figure replaces its old spec.
