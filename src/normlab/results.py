@@ -27,6 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from normlab.bookkeeping import BOOKKEEPING_KEYS
+
 log = logging.getLogger("normlab.results")
 
 SUMMARY_FILE = "summary.json"
@@ -49,21 +51,6 @@ SUMMARY_FIELDS = (
     "wall_time_s",
 )
 
-# Config keys (shell-style globs) that say where a run wrote and how it reported, not what it
-# computed: runs that differ only in these are the same setting.
-BOOKKEEPING_KEYS = (
-    "paths.*",
-    "data.root",
-    "data.download_dir",
-    "logger.*",
-    "trainer.enable_progress_bar",
-    "trainer.enable_checkpointing",
-    "threads",
-    "compile.*",  # compiled or eager: the same computation (tests/test_compile.py)
-    # How often the host looks for a non-finite loss: a finished run's numbers and a diverged
-    # run's diverged_at_step do not depend on it (tests/test_train.py).
-    "module.finite_check_every_n_steps",
-)
 
 # Per-run long files beside metrics.csv (docs/run-directory.md): file name -> (the metric prefix of
 # its value columns in a `load_metrics` table, its key columns besides `step`). In that table

@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from normlab.bookkeeping import bookkeeping_overrides
 from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
 from normlab.errors import NormlabError
 from normlab.module import SupervisedModule
@@ -52,6 +53,8 @@ def _job_dirname(override_dirname: str, job_num: int) -> str:
 
 
 OmegaConf.register_new_resolver("job_dirname", _job_dirname, replace=True)
+# The overrides a job directory's name leaves out: normlab.bookkeeping's one list.
+OmegaConf.register_new_resolver("bookkeeping_overrides", bookkeeping_overrides, replace=True)
 
 
 @dataclass
