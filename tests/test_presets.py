@@ -227,6 +227,14 @@ def test_a_command_line_value_replaces_the_presets_list() -> None:
     assert sorted(points) == [[*overrides, f"seed={s}"] for s in (0, 1, 2)]
 
 
+def test_a_command_line_value_replaces_the_presets_appended_group() -> None:
+    # The suite sweeps `+dln_point`; `+dln_point=...` on the command line picks points of it
+    # (README: a suite split in two), one job each, as Hydra runs them.
+    overrides = ["experiment=santurkar2018/dln_suite", "+dln_point=batch_lr1e-7"]
+    assert sweep_points([*overrides, "seed=2"]) == [[*overrides, "seed=2"]]
+    assert len(sweep_points([*overrides[:1], "+dln_point=l1_lr1e-6,l2_lr1e-6"])) == 2 * 3
+
+
 @pytest.mark.parametrize(
     "group,bad", [("norm", "layerz"), ("model", "resnet"), ("data", "imagenet")]
 )

@@ -43,7 +43,10 @@ def sweep_points(overrides: Sequence[str] = ()) -> list[list[str]]:
     fixed = [o.input_line for o in given if not o.is_sweep_override()]
     cfg = _compose_with_hydra(fixed)
     params = dict(OmegaConf.select(cfg, "hydra.sweeper.params") or {})
-    sweep = [f"{k}={v}" for k, v in params.items() if k not in on_cli]
+    # Compared as Hydra does, by key or group: the preset's `+dln_point` list and a command-line
+    # `+dln_point=...` (or `dln_point=...`) name the same key.
+    preset = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    sweep = [o.input_line for o in preset if o.key_or_group not in on_cli]
     sweep += [o.input_line for o in given if o.is_sweep_override()]
     if not sweep:
         return [fixed]
