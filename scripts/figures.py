@@ -25,16 +25,9 @@ import logging
 import sys
 from pathlib import Path
 
-from normlab.figures import FIGURES as OLD_FIGURES
-from normlab.figures import SUITES as OLD_SUITES
-from normlab.report import claims_markdown, registry, write_claims, write_plot
+from normlab.report import claims_markdown, write_claims, write_plot
+from normlab.report.registry import FIGURES, infer_figure_id
 from normlab.results import join_metrics, load_summaries
-
-# While the figures move to normlab.papers: a ported figure replaces its old spec.
-FIGURES = {**OLD_FIGURES, **registry.FIGURES}
-registry.FIGURES.update(FIGURES)
-registry.SUITES.update({k: v for k, v in OLD_SUITES.items() if k not in registry.SUITES})
-infer_figure_id = registry.infer_figure_id
 
 
 def valid_ids() -> str:

@@ -93,7 +93,7 @@ def _mean_over_seeds(sweep: Path, norm: str, metric: str) -> pd.Series:
 
 
 def test_figure_plots_the_runs_mean_curves(e2e_sweep, tmp_path) -> None:
-    from normlab.figures import FIGURES
+    from normlab.report.registry import FIGURES
     from normlab.results import load_metrics
 
     sweep, _ = e2e_sweep

@@ -80,7 +80,7 @@ class LandscapeProbe(StepProbe):
     # torch.func transforms (grad, vmap) over the model: train.compile_model refuses compile.
     uses_torch_func = True
     CURVES_FILE = "landscape.csv"
-    metrics = ("landscape/",)
+    metrics = ("landscape/", "landscape_curve/")  # the second: landscape.csv's rows, as read
     files = (CURVES_FILE,)
 
     def __init__(

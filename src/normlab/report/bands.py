@@ -107,7 +107,10 @@ def tidy(frames: list[pd.DataFrame], columns: Sequence[str] = COLUMNS) -> pd.Dat
 def plot_band(ax: Axes, band: pd.DataFrame, label: str, color: str, style: str = "-") -> None:
     """A line at `band["mean"]` over `band["step"]`, shaded from `min` to `max` (gaps at NaN)."""
     steps = band["step"].to_numpy()
-    ax.plot(steps, band["mean"].to_numpy(), color=color, label=label, lw=1.2, ls=style)
+    mean = band["mean"].to_numpy()
+    # A line of one point (a run of a few steps) would draw nothing: mark the point.
+    marker = "o" if np.isfinite(mean).sum() == 1 else None
+    ax.plot(steps, mean, color=color, label=label, lw=1.2, ls=style, marker=marker, ms=3)
     ax.fill_between(
         steps, band["min"].to_numpy(), band["max"].to_numpy(), color=color, alpha=0.2, lw=0
     )

@@ -128,7 +128,7 @@ class Panel:
     yscale: str = "linear"
     linthresh: float | None = None  # for yscale="symlog"
     ylim: Callable[[pd.DataFrame], tuple[float, float]] | None = None
-    legend_loc: str = "best"
+    legend_loc: str | None = "best"  # None: no legend (a figure-level one names the lines)
     x_column: str | None = None
 
     def lines(self) -> list[Line]:
@@ -169,11 +169,14 @@ class Panel:
         ax.set(title=self.title or self.name, ylabel=self.ylabel)
         if self.yscale == "symlog":
             ax.set_yscale("symlog", linthresh=self.linthresh)
+        elif self.yscale == "log":  # a 0 (a drift from step 0, at step 0) left out, not -inf
+            ax.set_yscale("log", nonpositive="mask")
         else:
             ax.set_yscale(self.yscale)
         if self.ylim is not None:
             ax.set_ylim(*self.ylim(data))
-        ax.legend(fontsize=7, loc=self.legend_loc)
+        if self.legend_loc is not None:
+            ax.legend(fontsize=7, loc=self.legend_loc)
         return marks
 
 
@@ -206,6 +209,8 @@ class FigureSpec:
     describe: Callable[[pd.DataFrame], str] | None = None
     band_text: str = "band min..max over seeds"
     shared_y: tuple[tuple[str, ...], ...] = ()
+    # The title's second line, from the runs' seeds, where no line averages seeds (Fig. 6).
+    seeds_line: Callable[[list[int]], str] | None = None
 
     # --- what the figure reads ---------------------------------------------------------------
 
@@ -270,7 +275,11 @@ class FigureSpec:
             first, *rest = (by_name[n] for n in names)
             for ax in rest:
                 ax.sharey(first)
-                ax.tick_params(labelleft=False)
+                if not ax.get_subplotspec().is_first_col():  # a panel to the first one's right
+                    ax.tick_params(axis="y", which="both", labelleft=False)
+            # Each panel fixed its own limits while drawn: refit the shared range to all of them
+            # (a `Panel.ylim` zoom stays: set_ylim turned autoscaling off).
+            first.autoscale_view(scalex=False)
         figure_marks_legend(fig, marks.blown, marks.died)
         fig.suptitle(self.suptitle(runs), fontsize=10)
         return fig
@@ -280,6 +289,8 @@ class FigureSpec:
         line averages and what its shading shows (one seed: no spread to shade)."""
         first = self.title + (f" ({self.describe(runs.table)})" if self.describe else "")
         seeds = runs.seeds
+        if self.seeds_line is not None:
+            return f"{first}\n{self.seeds_line(seeds)}"
         if len(seeds) == 1:  # no spread over seeds to shade
             bands = self.band_text.replace("min..max over seeds", "one run")
             return f"{first}\nseed {seeds[0]} alone: {bands}"

@@ -1,7 +1,13 @@
 """Santurkar et al. 2018's landscape claims (Sec. 3.2, 3.3), shared by the DLN figures (Fig. 10,
 13) and the VGG ones (Fig. 4, 12): the standard net's loss band, gradient predictiveness or
 effective beta-smoothness against a normalised net's, as a ratio per probed step and its median
-over the window."""
+over the window. And the DLN landscape figures' panels (Fig. 10, 13: `landscape_panel`).
+
+At every probed step t the landscape probe walks w_t - eta g_t over a grid of step sizes eta
+(Sec. 3.2, App. A.2.2) and logs the loss band `landscape/loss_min` .. `landscape/loss_max` (min
+and max over eta of the loss), gradient predictiveness `landscape/grad_diff_min` ..
+`landscape/grad_diff_max` (min and max over eta of ||grad L(w_t - eta g_t) - g_t||_2) and the
+effective beta-smoothness `landscape/beta_eff` (the max over eta of that change / ||eta g_t||)."""
 
 from __future__ import annotations
 
@@ -20,10 +26,51 @@ from normlab.report.claims import (
     step_ratios,
     window_note,
 )
-from normlab.report.runs import LABELS
+from normlab.report.runs import COLORS, LABELS
+from normlab.report.spec import Line, Panel, Shade
 
 EVERY = "probe.landscape.every_n_steps"  # the landscape probe's cadence (run config)
 LOSS_BAND = ("landscape/loss_min", "landscape/loss_max")
+
+# A DLN landscape panel: quantity -> (title, y label, metrics: (min, max) for a band over eta,
+# (metric,) for a line over seeds).
+PANELS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "train_loss": ("training loss", "training loss", ("train/loss",)),
+    "loss_band": ("loss landscape", "loss along the gradient", LOSS_BAND),
+    "grad_band": (
+        "gradient predictiveness",
+        "l2 change of the gradient",
+        ("landscape/grad_diff_min", "landscape/grad_diff_max"),
+    ),
+    "beta_eff": ("effective beta-smoothness", "effective beta", ("landscape/beta_eff",)),
+}
+
+
+def landscape_panel(quantity: str, letter: str, variants: Sequence[str]) -> Panel:
+    """Panel `letter` of a DLN landscape figure (log y), per norm of `variants`: a band over eta
+    (loss, gradient predictiveness) shaded from the mean over seeds of its min to that of its max,
+    series `"<norm>, min"` and `"<norm>, max"`; or a line (training loss, beta_eff), the mean
+    over seeds with a min..max band over seeds, series `"<norm>"`."""
+    title, ylabel, metrics = PANELS[quantity]
+    items: list[Line | Shade] = []
+    for v in variants:
+        label, color = LABELS[v], COLORS[v]
+        if len(metrics) == 2:
+            lo, hi = (
+                Line(v, m, f"{label}, {end}", color)
+                for m, end in zip(metrics, ("min", "max"), strict=True)
+            )
+            items.append(Shade(lo, hi, label, color))
+        else:
+            items.append(Line(v, metrics[0], label, color))
+    return Panel(letter, ylabel, tuple(items), title=f"({letter}) {title}", yscale="log")
+
+
+def band_text(panels: dict[str, str]) -> str:
+    """What a landscape figure's shading shows, panels by letter (`{quantity: letter}`)."""
+    bands = [f"({p})" for q, p in panels.items() if len(PANELS[q][2]) == 2]
+    lines = [f"({p})" for q, p in panels.items() if len(PANELS[q][2]) == 1]
+    return f"shaded {', '.join(bands)}: min..max over eta, {', '.join(lines)}: min..max over seeds"
 
 
 def _per_step(rows: pd.DataFrame, quantity: str) -> pd.Series:

@@ -1,7 +1,8 @@
-"""Santurkar 2018 DLN probe figures (Fig. 3(b), 9, 10, 11, 13) on fake runs: the plotted data is
-the mean/min/max over seeds of what the runs logged, the same from a figure's own sweep and from the
-suite's, the claims' verdicts, non-finite values (landscape walks that blew up, nan cosines) and
-runs with fewer evaluations than a claim needs, and scripts/figures.py for every id."""
+"""Santurkar 2018 DLN probe figures (Fig. 3(b), 9, 10, 11, 13: `normlab.papers.santurkar2018.
+dln_*`) on fake runs: the plotted data is the mean/min/max over seeds of what the runs logged, the
+same from a figure's own sweep and from the suite's, the claims' verdicts, non-finite values
+(landscape walks that blew up, nan cosines) and runs with fewer evaluations than a claim needs,
+and scripts/figures.py for every id. Fig. 5(b) alone: `test_dln_fig5b_lp.py`."""
 
 from __future__ import annotations
 
@@ -16,17 +17,13 @@ import pandas as pd
 import pytest
 from fakeruns import DLN_SUITE, dln_sweep
 
-from normlab.claims import Claim, evaluate_claims
-from normlab.figures import FIGURES, N_NONFINITE, infer_figure_id
-from normlab.figures.santurkar2018_common import (
-    NONFINITE_LABEL,
-    lower_median,
-    needed_evals,
-    step_ratios,
-)
+from normlab.report import N_NONFINITE, Claim, evaluate_claims
+from normlab.report.bands import NONFINITE_LABEL
+from normlab.report.claims import lower_median, needed_evals, step_ratios
+from normlab.report.registry import FIGURES, SUITES, infer_figure_id
 from normlab.results import load_summaries
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 FIG3B = "santurkar2018/dln_fig3b_ics"
 FIG5B = "santurkar2018/dln_fig5b_lp"
 FIG9 = "santurkar2018/dln_fig9_activations"
@@ -127,8 +124,10 @@ def verdicts(figure: str, paths: list[Path]) -> pd.Series:
 
 
 def test_every_dln_figure_is_registered_with_its_claims_fixed() -> None:
+    assert SUITES[DLN_SUITE] == (FIG3B, FIG5B, FIG9, FIG10, FIG11, FIG13)
     for figure, ids in CLAIMS.items():
         spec = FIGURES[figure]
+        assert spec.suite == DLN_SUITE
         assert [c.id for c in spec.claims] == ids
         assert all(c.seeds == (0, 1, 2) for c in spec.claims)
     assert FIGURES[FIG11].files == ("landscape.csv",)
@@ -163,14 +162,15 @@ def test_fig3b_data_is_the_mean_over_seeds_and_drawn(sweeps) -> None:
     assert len(fig.axes) == 6
     ax = fig.axes[4]  # lr 1e-7, ICS l2
     assert ax.get_title() == "lr 1e-7: ICS l2" and ax.get_yscale() == "log"
+    # Two legend entries a panel, not four: the loss panels name the norms by colour, the ICS
+    # panels the layers by line style (on the standard net's lines; BN's are left out).
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels == [
-        "Standard, layer #9",
-        "Standard, layer #17",
-        "BN, layer #9",
-        "BN, layer #17",
-    ]
+    assert labels == ["layer #9", "layer #17", "_BN, layer #9", "_BN, layer #17"]
+    assert [line.get_color() for line in ax.get_lines()] == ["black", "black", "tab:red", "tab:red"]
     assert [line.get_linestyle() for line in ax.get_lines()] == ["-", "--", "-", "--"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["layer #9", "layer #17"]
+    loss = fig.axes[3]
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["Standard", "BN"]
     rows = plotted(data, "lr 1e-7: ICS l2", "BN, layer #17")
     np.testing.assert_array_equal(ax.get_lines()[3].get_ydata(), rows["mean"])
     assert "Fig. 3(b)" in fig.get_suptitle() and "seeds 0/1/2" in fig.get_suptitle()
@@ -195,6 +195,9 @@ def test_fig9_data_is_the_mean_over_seeds_of_the_percentiles(sweeps) -> None:
     median = next(ln for ln in fig.axes[2].get_lines() if ln.get_label() == "median")
     rows = plotted(data, "Standard, layer #24", "50%")
     np.testing.assert_array_equal(median.get_ydata(), rows["mean"])
+    # The 15% and 85% curves dotted, one legend entry for both.
+    assert [ln.get_linestyle() for ln in fig.axes[2].get_lines()] == [":", "-", ":"]
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == ["15%, 85%", "median"]
 
 
 def test_fig10_and_fig13_data_is_the_mean_over_seeds(sweeps) -> None:
@@ -271,7 +274,15 @@ def test_fig11_data_is_the_mean_over_seeds_of_landscape_csv(sweeps) -> None:
     rows = data[(data["panel"] == "BN") & (data["step"] == 4000)].sort_values("eta")
     np.testing.assert_array_equal(line.get_xdata(), rows["eta"])
     np.testing.assert_array_equal(line.get_ydata(), rows["mean"])
-    assert fig.axes[2].get_ylabel() == "training step t"  # the colorbar
+    bar = fig.axes[2]
+    assert bar.get_ylabel() == "training step t"  # the colour bar
+    # Round steps on the colour bar, not the curves' own 5900, 7900.
+    ticks = [t for t in bar.get_yticks() if 0 <= t <= steps[-1]]
+    assert ticks == [0, 2000, 4000, 6000, 8000]
+    # One y axis for both panels, holding both panels' curves.
+    assert ax_bn.get_ylim() == ax_std.get_ylim()
+    low = min(np.nanmin(line.get_ydata()) for ax in (ax_std, ax_bn) for line in ax.get_lines())
+    assert ax_std.get_ylim()[0] <= low
 
 
 # --- suite and own sweep --------------------------------------------------------------------------
@@ -385,16 +396,18 @@ def test_a_run_without_landscape_csv_is_named(tmp_path: Path, caplog) -> None:
 
 
 def marker_lines(ax) -> dict[str, object]:
-    """The blow-up markers of `ax` (`mark_nonfinite`), by series."""
+    """The blow-up markers of `ax` (`normlab.report.bands.mark_top`), by series."""
     return {
-        ln.get_label()[1:].removesuffix(": blew up"): ln
+        ln.get_label().lstrip("_").removesuffix(": blew up"): ln
         for ln in ax.get_lines()
         if ln.get_label().endswith(": blew up")
     }
 
 
 def legend_texts(fig) -> list[str]:
-    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    """Every legend entry of `fig`: its panels' legends, and its own (the markers')."""
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
 
 
 def test_a_point_where_one_seed_blew_up_is_marked_never_averaged(tmp_path: Path) -> None:

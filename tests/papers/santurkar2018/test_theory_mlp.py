@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fakeruns import PASSING, theory_sweep, value
 
-from normlab.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
-from normlab.figures import FIGURES, infer_figure_id
-from normlab.figures.santurkar2018_theory import THEORY_ID
+from normlab.papers.santurkar2018.theory_mlp import THEORY_ID
+from normlab.report import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
+from normlab.report.registry import FIGURES, infer_figure_id
 from normlab.results import load_summaries
 
 REMOVED = "santurkar2018/theory_bn_removes_gradient"
@@ -99,6 +99,19 @@ def test_draw_plots_the_plotted_data(tmp_path) -> None:
     labels = [ln.get_label() for ln in curvature.get_lines()]
     assert labels[:2] == ["curv_bn", "curv_scaled - curv_shift"]
     assert "claim threshold" in [ln.get_label() for ln in fig.axes[12].get_lines()]
+    # Each row on one y axis, its legend and y tick labels in the first panel only.
+    for row in range(5):
+        first, *rest = fig.axes[3 * row : 3 * row + 3]
+        assert first.get_legend() is not None and first.get_ylabel()
+        for ax in rest:
+            assert first.get_shared_y_axes().joined(first, ax)
+            assert ax.get_legend() is None and not ax.get_ylabel()
+    assert [ax.get_yscale() for ax in fig.axes[::3]] == ["log", "log", "log", "symlog", "symlog"]
+    # Grey: the steps before the claims' window (step 1,000).
+    (span,) = first.patches
+    assert span.get_x() == 0 and span.get_width() == 1000
+    assert "grey: before the claims' window (step 1,000)" in fig._suptitle.get_text()
+    assert "(MNIST, lr 1)" in fig._suptitle.get_text()
 
 
 def test_claims_pass_on_data_that_meets_them(tmp_path) -> None:
@@ -202,5 +215,5 @@ def test_claims_are_for_lr_1_and_the_figure_refuses_mixed_rates(tmp_path) -> Non
     assert len(spec.data(table)) == 2400  # drawn at its one rate
     assert (evaluate_claims(spec.claims, table)["verdict"] == INSUFFICIENT).all()
     theory_sweep(tmp_path / "fast", lr=1.0)
-    with pytest.raises(ValueError, match="mix learning rates"):
+    with pytest.raises(ValueError, match="mix settings, they differ in optim.lr"):
         spec.data(spec.load([tmp_path]))

@@ -2,7 +2,10 @@
 draws from the suite's sweep, a plotted line is the seed mean of what the runs logged, a figure
 from the suite equals the same figure from its own preset's sweep, claims give verdicts on three
 seeds and only a provisional reading on one, windows scale with the run length, and a run that
-diverged ends its line with a marker instead of being drawn as a curve."""
+diverged ends its line with a marker instead of being drawn as a curve.
+
+The suite is trained once for this module (`tests/vggruns.py`: 10 norm/rate points x 3 seeds, a
+few steps each); the tests are grouped by the figure they exercise."""
 
 from __future__ import annotations
 
@@ -17,21 +20,24 @@ import pandas as pd
 import pytest
 from vggruns import vgg_sweep
 
-from normlab.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED, evaluate_claims
-from normlab.figures import FIGURES, N_NONFINITE, SUITES
-from normlab.figures.santurkar2018_vgg import CLAIMS_FIG1
-from normlab.figures.santurkar2018_vgg_common import DIVERGED_LABEL, SUITE_ID, scaled
+from normlab.papers.santurkar2018.protocol import VGG_STEPS, VGG_SUITE
+from normlab.papers.santurkar2018.vgg_fig1_lr import CLAIMS as CLAIMS_FIG1
+from normlab.report import INSUFFICIENT, N_NONFINITE, NOT_REPRODUCED, REPRODUCED, evaluate_claims
+from normlab.report.bands import DIVERGED_LABEL
+from normlab.report.claims import scaled
+from normlab.report.registry import FIGURES, SUITES
 
-REPO = Path(__file__).resolve().parents[1]
-VGG_FIGURES = sorted(SUITES[SUITE_ID])
+REPO = Path(__file__).resolve().parents[3]
+VGG_FIGURES = sorted(SUITES[VGG_SUITE])
 FIG1 = "santurkar2018/vgg_fig1_lr"
-FIG4_ID = "santurkar2018/vgg_fig4_landscape"
+FIG3A = "santurkar2018/vgg_fig3a_ics"
+FIG4 = "santurkar2018/vgg_fig4_landscape"
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every run of santurkar2018/vgg_suite (10 norm/rate points x 3 seeds), a few steps each."""
-    return vgg_sweep(tmp_path_factory.mktemp("vgg_suite"), SUITE_ID)
+    return vgg_sweep(tmp_path_factory.mktemp("vgg_suite"), VGG_SUITE)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,17 @@ def figures_main():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
+
+
+# --- every VGG figure ----------------------------------------------------------------------------
+
+
+def test_the_suite_feeds_the_eight_vgg_figures() -> None:
+    assert len(VGG_FIGURES) == 8
+    for figure in VGG_FIGURES:
+        spec = FIGURES[figure]
+        assert spec.suite == VGG_SUITE and spec.statuses == ("finished", "diverged")
+        assert spec.claims and all(c.paper_steps == VGG_STEPS for c in spec.claims)
 
 
 @pytest.mark.parametrize("figure", VGG_FIGURES)
@@ -55,39 +72,6 @@ def test_every_vgg_figure_draws_from_the_suite(
     assert set(claims["verdict"]) <= {REPRODUCED, NOT_REPRODUCED}, claims["measured"].tolist()
 
 
-def _logged(run_dir: Path, metric: str) -> dict[int, float]:
-    with (run_dir / "metrics.csv").open() as f:
-        return {
-            int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["metric"] == metric
-        }
-
-
-def test_a_plotted_line_is_the_seed_mean_of_the_logged_values(suite: Path) -> None:
-    spec = FIGURES[FIG4_ID]
-    data = spec.data(spec.load([suite]))
-    line = data[(data["panel"] == "(c) effective beta-smoothness") & (data["series"] == "BN")]
-    runs = [suite / f"+vgg_point=batch_lr1e-1,seed={s}" for s in range(3)]
-    logged = [_logged(r, "landscape/beta_eff") for r in runs]
-    assert sorted(line["step"]) == sorted(logged[0]) and len(line) >= 3
-    for _, row in line.iterrows():
-        values = [run[row["step"]] for run in logged]
-        assert row["mean"] == pytest.approx(np.mean(values), rel=1e-12)
-        assert (row["min"], row["max"]) == (min(values), max(values))
-
-
-def test_a_figure_from_the_suite_equals_the_figure_from_its_own_sweep(
-    suite: Path, tmp_path: Path
-) -> None:
-    # The preset's own runs turn on the landscape probe only; the suite's every probe.
-    alone = vgg_sweep(tmp_path / "alone", FIG4_ID)
-    spec = FIGURES[FIG4_ID]
-    from_suite, from_alone = spec.load([suite]), spec.load([alone])
-    pd.testing.assert_frame_equal(spec.data(from_suite), spec.data(from_alone))
-    pd.testing.assert_frame_equal(
-        evaluate_claims(spec.claims, from_suite), evaluate_claims(spec.claims, from_alone)
-    )
-
-
 def test_claims_need_three_seeds_and_read_one_provisionally(suite: Path) -> None:
     seed0 = sorted(suite.glob("*seed=0"))
     for figure in VGG_FIGURES:
@@ -96,6 +80,9 @@ def test_claims_need_three_seeds_and_read_one_provisionally(suite: Path) -> None
         assert (claims["verdict"] == INSUFFICIENT).all()
         for measured in claims["measured"]:
             assert "seeds 1/2" in measured and "provisional reading on seed 0 alone" in measured
+
+
+# --- Fig. 1: windows on the run's length, a run that diverged --------------------------------------
 
 
 def test_claim_windows_scale_with_the_run_length(suite: Path) -> None:
@@ -158,6 +145,55 @@ def test_a_diverged_run_ends_its_line_with_a_marker(suite: Path, tmp_path: Path)
     assert lr05["value"] == np.inf
 
 
+# --- Fig. 3(a): a provisional reading on the seeds every needed run has ------------------------------
+
+
+def test_a_provisional_reading_uses_the_seeds_every_needed_run_has(suite: Path) -> None:
+    # Fig. 3(a) needs lr 0.1 and 0.01: with three seeds at lr 0.1 and seed 0 only at lr 0.01 the
+    # reading is on seed 0 alone
+    runs = [r for r in suite.iterdir() if "lr1e-2" not in r.name or r.name.endswith("seed=0")]
+    spec = FIGURES[FIG3A]
+    claims = evaluate_claims(spec.claims, spec.load(runs))
+    assert (claims["verdict"] == INSUFFICIENT).all()
+    assert claims["measured"].str.contains("provisional reading on seed 0 alone").all()
+
+
+# --- Fig. 4: the plotted numbers, the suite against the figure's own sweep, a missing probe ---------
+
+
+def _logged(run_dir: Path, metric: str) -> dict[int, float]:
+    with (run_dir / "metrics.csv").open() as f:
+        return {
+            int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["metric"] == metric
+        }
+
+
+def test_a_plotted_line_is_the_seed_mean_of_the_logged_values(suite: Path) -> None:
+    spec = FIGURES[FIG4]
+    data = spec.data(spec.load([suite]))
+    line = data[(data["panel"] == "(c) effective beta-smoothness") & (data["series"] == "BN")]
+    runs = [suite / f"+vgg_point=batch_lr1e-1,seed={s}" for s in range(3)]
+    logged = [_logged(r, "landscape/beta_eff") for r in runs]
+    assert sorted(line["step"]) == sorted(logged[0]) and len(line) >= 3
+    for _, row in line.iterrows():
+        values = [run[row["step"]] for run in logged]
+        assert row["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert (row["min"], row["max"]) == (min(values), max(values))
+
+
+def test_a_figure_from_the_suite_equals_the_figure_from_its_own_sweep(
+    suite: Path, tmp_path: Path
+) -> None:
+    # The preset's own runs turn on the landscape probe only; the suite's every probe.
+    alone = vgg_sweep(tmp_path / "alone", FIG4)
+    spec = FIGURES[FIG4]
+    from_suite, from_alone = spec.load([suite]), spec.load([alone])
+    pd.testing.assert_frame_equal(spec.data(from_suite), spec.data(from_alone))
+    pd.testing.assert_frame_equal(
+        evaluate_claims(spec.claims, from_suite), evaluate_claims(spec.claims, from_alone)
+    )
+
+
 def test_a_claim_is_never_measured_on_a_run_missing_one_of_its_evaluations(
     suite: Path, tmp_path: Path
 ) -> None:
@@ -173,17 +209,7 @@ def test_a_claim_is_never_measured_on_a_run_missing_one_of_its_evaluations(
         writer.writerows(
             r for r in rows if not (r["step"] == "3" and r["metric"].startswith("landscape/"))
         )
-    spec = FIGURES[FIG4_ID]
+    spec = FIGURES[FIG4]
     claims = evaluate_claims(spec.claims, spec.load([sweep]))
     assert (claims["verdict"] == INSUFFICIENT).all()
     assert claims["measured"].str.contains("need").all()
-
-
-def test_a_provisional_reading_uses_the_seeds_every_needed_run_has(suite: Path) -> None:
-    # Fig. 3(a) needs lr 0.1 and 0.01: with three seeds at lr 0.1 and seed 0 only at lr 0.01 the
-    # reading is on seed 0 alone
-    runs = [r for r in suite.iterdir() if "lr1e-2" not in r.name or r.name.endswith("seed=0")]
-    spec = FIGURES["santurkar2018/vgg_fig3a_ics"]
-    claims = evaluate_claims(spec.claims, spec.load(runs))
-    assert (claims["verdict"] == INSUFFICIENT).all()
-    assert claims["measured"].str.contains("provisional reading on seed 0 alone").all()

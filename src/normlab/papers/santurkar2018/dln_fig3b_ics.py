@@ -4,14 +4,14 @@ Rows: lr 1e-6 and lr 1e-7. Columns: the training loss (log y), the ICS as the l2
 ||G - G'||_2 (log y) and as the cosine of G and G', for layers #9 and #17 (`ics/layer{9,17}/l2`,
 `ics/layer{9,17}/cos`, measured every 100 steps). G is a layer's gradient at step t, G' the same
 layer's gradient once every earlier layer took step t's update (Sec. 2.2). Lines: Standard (black)
-and BN (red); layer #9 solid, layer #17 dashed. Each line is the mean over seeds, its band min..max.
+and BN (red), as the loss panels' legends say; layer #9 solid, layer #17 dashed, as the ICS
+panels' legends say. Each line is the mean over seeds, its band min..max.
 
-`plot_data` gives the plotted numbers: panel `"lr 1e-6: training loss"`, `"lr 1e-6: ICS l2"`,
-`"lr 1e-6: ICS cosine"` (and the same for lr 1e-7); series `"Standard"`, `"BN"` in the loss
-panels, `"Standard, layer #9"`, ..., `"BN, layer #17"` in the ICS panels; columns
-`normlab.figures.DATA_COLUMNS` and `n_nonfinite`. A point where some seed logged inf or nan (a nan
-cosine: G or G' zero) has no mean (NaN, counted in `n_nonfinite`) and is marked by a '^' at the
-top of the panel. Drawn from the figure's own sweep or from `santurkar2018/dln_suite`.
+The plotted data: panel `"lr 1e-6: training loss"`, `"lr 1e-6: ICS l2"`, `"lr 1e-6: ICS cosine"`
+(and the same for lr 1e-7); series `"Standard"`, `"BN"` in the loss panels, `"Standard, layer #9"`,
+..., `"BN, layer #17"` in the ICS panels. A point where some seed logged inf or nan (a nan cosine:
+G or G' zero) has no mean (NaN, counted in `n_nonfinite`) and is marked by a '^' at the top of the
+panel. Drawn from the figure's own sweep or from `santurkar2018/dln_suite`.
 
 Claims (headline claim 3): BN does not reduce ICS; the standard DLN has almost none (cosine near 1)
 while BN's G and G' are nearly uncorrelated. Measured on every probe of the window, each finite:
@@ -22,111 +22,62 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from normlab.claims import Claim, InsufficientData, Measurement, window_note
-from normlab.figures import FigureSpec, new_figure, plot_band
-from normlab.figures.santurkar2018_common import (
-    COLORS,
-    LABELS,
-    LR,
-    LR_COLUMN,
-    LR_SLOW,
+from normlab.papers.santurkar2018.protocol import (
+    DLN_ICS_LAYERS,
+    DLN_LR,
+    DLN_LR_SLOW,
+    DLN_STEPS,
+    DLN_SUITE,
     STANDARD_BN,
-    VARIANT,
-    legend_nonfinite,
-    lr_text,
-    mark_nonfinite,
-    metric_band,
-    needed_evals,
-    nonfinite_x,
-    select_claim_runs,
-    select_figure_runs,
-    suptitle,
-    tidy,
 )
+from normlab.report import Claim, FigureSpec, InsufficientData, Line, Measurement, Panel
+from normlab.report.claims import needed_evals, select_claim_runs, window_note
+from normlab.report.runs import COLORS, LABELS, lr_text, model_text
 
-FIG3B_ID = "santurkar2018/dln_fig3b_ics"
-LRS = (LR, LR_SLOW)
-LAYERS = (9, 17)  # Fig. 3(b): layers #9 and #17
-LAYER_STYLES = {9: "-", 17: "--"}
+ID = "santurkar2018/dln_fig3b_ics"
+LRS = (DLN_LR, DLN_LR_SLOW)
+LAYER_STYLES = dict(zip(DLN_ICS_LAYERS, ("-", "--"), strict=True))
 LOSS = "train/loss"
-ICS_GLOB = "ics/layer*/*"
 COS_GLOB = "ics/layer*/cos"
 EVERY = "probe.ics.every_n_steps"  # the ICS probe's cadence (run config)
-QUANTITIES = {  # column of the figure -> (panel suffix, y label, metric of a layer or None: loss)
-    "loss": ("training loss", "training loss", None),
-    "l2": ("ICS l2", "||G - G'||_2", "l2"),
-    "cos": ("ICS cosine", "cos(G, G')", "cos"),
-}
-
-
-def panel_name(lr: float, quantity: str) -> str:
-    return f"lr {lr_text(lr)}: {QUANTITIES[quantity][0]}"
 
 
 def ics_metric(layer: int, stat: str) -> str:
     return f"ics/layer{layer}/{stat}"
 
 
-def plot_data(table: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 3(b)'s numbers, from a `load_metrics` table holding `train/loss` and
-    `ics/layer{9,17}/l2|cos` of standard and BN runs at lr 1e-6 and 1e-7. ValueError naming what
-    is missing or mixed otherwise."""
-    runs = select_figure_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
-    frames = []
-    for lr in LRS:
-        for variant in STANDARD_BN:
-            group = runs[(runs[LR_COLUMN] == lr) & (runs[VARIANT] == variant)]
-            what = f"{FIG3B_ID} ({variant}, lr {lr:g})"
-            frames.append(
-                metric_band(group, LOSS, what).assign(
-                    panel=panel_name(lr, "loss"), series=LABELS[variant]
-                )
-            )
-            for quantity in ("l2", "cos"):
-                for layer in LAYERS:
-                    band = metric_band(group, ics_metric(layer, quantity), what)
-                    frames.append(
-                        band.assign(
-                            panel=panel_name(lr, quantity),
-                            series=f"{LABELS[variant]}, layer #{layer}",
-                        )
-                    )
-    return tidy(frames)
+def _loss_panel(lr: float) -> Panel:
+    lines = tuple(Line(v, LOSS, LABELS[v], COLORS[v], lr=lr) for v in STANDARD_BN)
+    return Panel(f"lr {lr_text(lr)}: training loss", "training loss", lines, yscale="log")
 
 
-def draw(table: pd.DataFrame) -> Figure:
-    """Fig. 3(b): `plot_data(table)` in the paper's 2 x 3 layout."""
-    data = plot_data(table)
-    runs = select_figure_runs(table, FIG3B_ID, STANDARD_BN, lrs=LRS)
-    fig = new_figure(figsize=(13, 7), layout="constrained")
-    axes = fig.subplots(len(LRS), len(QUANTITIES), sharex=True, squeeze=False)
-    marked = []
-    for row, lr in enumerate(LRS):
-        for col, (quantity, (_, ylabel, _)) in enumerate(QUANTITIES.items()):
-            ax = axes[row][col]
-            panel = data[data["panel"] == panel_name(lr, quantity)]
-            blown = False
-            for series, rows in panel.groupby("series", sort=False):
-                variant = "batch" if series.startswith(LABELS["batch"]) else "none"
-                plot_band(ax, rows, series, COLORS[variant])
-                if quantity != "loss":  # the layer by line style: #9 solid, #17 dashed
-                    layer = int(series.rsplit("#", 1)[1])
-                    ax.get_lines()[-1].set_linestyle(LAYER_STYLES[layer])
-                # A point where a seed logged inf/nan has no mean: a marker at the top instead.
-                blown |= mark_nonfinite(ax, nonfinite_x(rows), COLORS[variant], series)
-            ax.set(title=panel_name(lr, quantity), ylabel=ylabel)
-            if quantity != "cos":
-                ax.set_yscale("log")
-            if row == len(LRS) - 1:
-                ax.set_xlabel("training step")
-            ax.legend(fontsize=7)
-            if blown:
-                marked.append(ax)
-    legend_nonfinite(marked, fontsize=7)
-    suptitle(fig, "Santurkar et al. 2018, Fig. 3(b), DLN: ICS of layers #9 and #17", runs)
-    return fig
+def _ics_panel(lr: float, stat: str, quantity: str, ylabel: str, yscale: str) -> Panel:
+    """The ICS of both layers, both norms. Its legend names the layers by line style (on the
+    standard net's lines); the loss panel's names the norms by colour: two entries each, not
+    four, so that a legend covers little of the curves."""
+    lines = tuple(
+        Line(
+            v,
+            ics_metric(layer, stat),
+            f"{LABELS[v]}, layer #{layer}",
+            COLORS[v],
+            lr=lr,
+            style=LAYER_STYLES[layer],
+            legend=f"layer #{layer}" if v == "none" else f"_{LABELS[v]}, layer #{layer}",
+        )
+        for v in STANDARD_BN
+        for layer in DLN_ICS_LAYERS
+    )
+    return Panel(f"lr {lr_text(lr)}: {quantity}", ylabel, lines, yscale=yscale)
+
+
+def _panels(lr: float) -> tuple[Panel, ...]:
+    return (
+        _loss_panel(lr),
+        _ics_panel(lr, "l2", "ICS l2", "||G - G'||_2", "log"),
+        _ics_panel(lr, "cos", "ICS cosine", "cos(G, G')", "linear"),
+    )
 
 
 # --- claims ---------------------------------------------------------------------------------------
@@ -153,7 +104,7 @@ def _layer_means(
         # The claim's metric is the cosine; the l2 of the same runs and window comes from the table.
         source = rows if stat == "cos" else table[table["run_dir"] == run]
         need = needed_evals(rows, claim, EVERY)
-        for layer in LAYERS:
+        for layer in DLN_ICS_LAYERS:
             metric = ics_metric(layer, stat)
             values = source.loc[
                 (source["metric"] == metric) & source["step"].between(lo, hi), "value"
@@ -185,7 +136,7 @@ def _per_cell(means: dict, variant: str, seeds) -> str:
         f"lr {lr_text(lr)} "
         + ", ".join(
             f"#{layer} {np.mean([means[(lr, variant, layer, s)] for s in seeds]):.3f}"
-            for layer in LAYERS
+            for layer in DLN_ICS_LAYERS
         )
         for lr in LRS
     )
@@ -200,7 +151,7 @@ def _l2_ratio_text(table: pd.DataFrame, claim: Claim) -> str:
         return f"l2 not available ({err})"
     parts = []
     for lr in LRS:
-        for layer in LAYERS:
+        for layer in DLN_ICS_LAYERS:
             ratios = [l2[(lr, "batch", layer, s)] / l2[(lr, "none", layer, s)] for s in claim.seeds]
             parts.append(f"lr {lr_text(lr)} #{layer} x{np.mean(ratios):.3g}")
     return "l2 BN/Standard " + ", ".join(parts)
@@ -213,7 +164,7 @@ def measure_bn_lower_cosine(table: pd.DataFrame, claim: Claim) -> Measurement:
     diffs = [
         means[(lr, "batch", layer, s)] - means[(lr, "none", layer, s)]
         for lr in LRS
-        for layer in LAYERS
+        for layer in DLN_ICS_LAYERS
         for s in claim.seeds
     ]
     detail = (
@@ -226,14 +177,17 @@ def measure_bn_lower_cosine(table: pd.DataFrame, claim: Claim) -> Measurement:
     return Measurement(value=worst, detail=detail, passed=worst < claim.threshold)
 
 
-def _measure_bound(variant: str, at_least: bool):
+def measure_cos_bound(variant: str, at_least: bool):
     """A measure: `variant`'s mean cosine at least (or at most) the threshold in every (lr,
     layer, seed); value: the worst mean."""
 
     def measure(table: pd.DataFrame, claim: Claim) -> Measurement:
         means, sel = _layer_means(table, claim, "cos")
         values = [
-            means[(lr, variant, layer, s)] for lr in LRS for layer in LAYERS for s in claim.seeds
+            means[(lr, variant, layer, s)]
+            for lr in LRS
+            for layer in DLN_ICS_LAYERS
+            for s in claim.seeds
         ]
         worst = min(values) if at_least else max(values)
         passed = worst >= claim.threshold if at_least else worst <= claim.threshold
@@ -249,12 +203,13 @@ def _measure_bound(variant: str, at_least: bool):
 
 
 COMMON = {
-    "figure": FIG3B_ID,
+    "figure": ID,
     "metric": COS_GLOB,
-    # Every probe of the run (steps 0..9900, every 100): the paper's curves span all of training.
-    # Each run must hold all of them (100 at the presets' cadence, `probe.ics.every_n_steps`),
-    # each finite: a run with fewer, or with a nan cosine, is insufficient data (`_layer_means`).
-    "window": (0, 9900),
+    # Every probe of the run (steps 0..9900: the last probe of 10,000 steps at the ICS probe's
+    # 100): the paper's curves span all of training. Each run must hold all of them (100 at the
+    # presets' cadence, `probe.ics.every_n_steps`), each finite: a run with fewer, or with a nan
+    # cosine, is insufficient data (`_layer_means`).
+    "window": (0, DLN_STEPS - 100),
     "seeds": (0, 1, 2),
 }
 
@@ -280,7 +235,7 @@ CLAIMS = [
         claim="The standard DLN has almost no ICS: its mean cos(G, G') is at least 0.9",
         paper_says="Sec. 2.2, Fig. 3(b): in the DLN the standard network has almost no ICS",
         threshold=0.9,
-        measure=_measure_bound("none", at_least=True),
+        measure=measure_cos_bound("none", at_least=True),
         **COMMON,
     ),
     # "Nearly uncorrelated": cos near 0. 0.5 (60 degrees) is halfway between uncorrelated and
@@ -292,16 +247,20 @@ CLAIMS = [
             "Sec. 2.2, Fig. 3(b): in the DLN, G and G' of the BN network are nearly uncorrelated"
         ),
         threshold=0.5,
-        measure=_measure_bound("batch", at_least=False),
+        measure=measure_cos_bound("batch", at_least=False),
         **COMMON,
     ),
 ]
 
-FIG3B = FigureSpec(
-    id=FIG3B_ID,
-    title="Santurkar et al. 2018, Fig. 3(b) (DLN, internal covariate shift)",
-    metrics=(LOSS, ICS_GLOB),
-    data=plot_data,
-    draw=draw,
+FIGURE = FigureSpec(
+    id=ID,
+    title="Santurkar et al. 2018, Fig. 3(b), DLN: ICS of layers "
+    + " and ".join(f"#{layer}" for layer in DLN_ICS_LAYERS),
+    variants=STANDARD_BN,
+    lrs=LRS,
+    panels=(*_panels(DLN_LR), *_panels(DLN_LR_SLOW)),
     claims=CLAIMS,
+    ncols=3,
+    suite=DLN_SUITE,
+    describe=model_text,
 )

@@ -1,4 +1,5 @@
-"""Santurkar 2018 figures on fake DLN runs: plotted data, claims verdicts, refusals."""
+"""Santurkar 2018 Fig. 5(b) (`normlab.papers.santurkar2018.dln_fig5b_lp`) on fake DLN loss runs:
+plotted data, claims verdicts, refusals."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 import pytest
 from fakeruns import write_run
 
-from normlab.claims import evaluate_claims
-from normlab.figures import FIGURES
+from normlab.report import evaluate_claims
+from normlab.report.registry import FIGURES
 
 FIG = "santurkar2018/dln_fig5b_lp"
 NORMS = {

@@ -1,8 +1,10 @@
-"""normlab.claims and the Fig. 1 claims of Ioffe 2015, on constructed runs whose answer is known."""
+"""`normlab.report.claims`: a claim's rules (three seeds, a window), its verdicts and report, and the
+runs `select_runs` gives a claim (never part of its window, never mixed settings, never two runs
+for one seed), on constructed runs whose answer is known: the fake Ioffe 2015 Fig. 1 sweeps and
+that figure's two claims."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,8 @@ import pandas as pd
 import pytest
 from fakeruns import base_config, fig1_curves, fig1_sweep, write_run
 
-from normlab.claims import Claim, Measurement, claims_markdown, evaluate_claims
-from normlab.figures import FIGURES
+from normlab.report.claims import Claim, Measurement, claims_markdown, evaluate_claims
+from normlab.report.registry import FIGURES
 from normlab.results import load_metrics
 
 SPEC = FIGURES["ioffe2015/fig1_mnist"]
@@ -24,43 +26,7 @@ def evaluate(sweep: Path) -> pd.DataFrame:
     return evaluate_claims(SPEC.claims, table).set_index("id")
 
 
-def test_the_figure_has_its_two_claims_fixed() -> None:
-    claims = {c.id: c for c in SPEC.claims}
-    assert set(claims) == {HIGHER, STABLE}
-    assert claims[HIGHER].window == (10000, 50000) and claims[HIGHER].threshold == 0.005
-    assert claims[STABLE].window == (0, 50000) and claims[STABLE].threshold == 2.0
-    assert all(c.seeds == (0, 1, 2) and c.figure == SPEC.id for c in claims.values())
-
-
-def test_bn_clearly_better_is_reproduced(tmp_path: Path) -> None:
-    sweep = fig1_sweep(tmp_path / "sweep", bn_better=True)
-    df = evaluate(sweep)
-    assert list(df.columns) == ["claim", "paper says", "measured", "verdict", "value"]
-    assert df.loc[HIGHER, "verdict"] == "reproduced"
-    assert df.loc[STABLE, "verdict"] == "reproduced"
-    # The measured value, recomputed here: mean over seeds of the paired window means.
-    diffs = []
-    for seed in (0, 1, 2):
-        acc = {n: fig1_curves(n, seed)["test/acc"] for n in ("none", "batch")}
-        window = [s for s in acc["none"] if 10000 <= s <= 50000]
-        diffs.append(
-            np.mean([acc["batch"][s] for s in window]) - np.mean([acc["none"][s] for s in window])
-        )
-    assert df.loc[HIGHER, "value"] == pytest.approx(np.mean(diffs), rel=1e-9)
-    detail = df.loc[HIGHER, "measured"]
-    assert detail.startswith(f"BN - none: {100 * np.mean(diffs):+.2f} pts (seeds 0/1/2: ")
-    sooner = re.search(r"first step at 97% test acc: BN (\d+), none (\d+);", detail)
-    assert sooner and int(sooner[1]) < int(sooner[2])
-    assert df.loc[STABLE, "value"] > 10
-    assert "without BN" in df.loc[STABLE, "measured"]
-
-
-def test_bn_clearly_worse_is_not_reproduced(tmp_path: Path) -> None:
-    df = evaluate(fig1_sweep(tmp_path / "sweep", bn_better=False))
-    assert df.loc[HIGHER, "verdict"] == "not reproduced"
-    assert df.loc[HIGHER, "value"] < 0
-    assert df.loc[STABLE, "verdict"] == "not reproduced"
-    assert df.loc[STABLE, "value"] < 1
+# --- the runs a claim selects ---------------------------------------------------------------------
 
 
 def test_a_missing_seed_is_insufficient_data_and_named(tmp_path: Path) -> None:
@@ -71,20 +37,6 @@ def test_a_missing_seed_is_insufficient_data_and_named(tmp_path: Path) -> None:
         assert df.loc[claim_id, "verdict"] == "insufficient data"
         assert "norm.name=batch seed 2: no run" in df.loc[claim_id, "measured"]
         assert np.isnan(df.loc[claim_id, "value"])
-
-
-def test_every_seed_must_pass_not_just_the_mean(tmp_path: Path) -> None:
-    """Seed 1's BN run is a copy of its unnormalised run: the mean difference still clears the
-    threshold, seed 1 does not."""
-
-    def curves(norm, seed, **kw):
-        return fig1_curves("none" if (norm, seed) == ("batch", 1) else norm, seed, **kw)
-
-    df = evaluate(fig1_sweep(tmp_path / "sweep", curves=curves))
-    assert df.loc[HIGHER, "value"] > 0.005
-    assert df.loc[HIGHER, "verdict"] == "not reproduced"
-    assert "+0.00" in df.loc[HIGHER, "measured"]
-    assert df.loc[STABLE, "verdict"] == "not reproduced"
 
 
 def test_a_short_sweep_is_insufficient_data_for_both_claims(tmp_path: Path) -> None:
@@ -124,29 +76,6 @@ def test_one_run_stopped_short_is_insufficient_data_and_named(tmp_path: Path) ->
         )
 
 
-def test_a_window_with_too_few_evaluations_is_insufficient_data(tmp_path: Path) -> None:
-    """Full-length runs that logged their unit only at step 0: no drift to measure."""
-
-    def curves(norm, seed, **kw):
-        c = fig1_curves(norm, seed, **kw)
-        return {k: ({0: v[0]} if "unit" in k else v) for k, v in c.items()}
-
-    df = evaluate(fig1_sweep(tmp_path / "sweep", curves=curves))
-    assert df.loc[HIGHER, "verdict"] == "reproduced"
-    assert df.loc[STABLE, "verdict"] == "insufficient data"
-    assert (
-        "1 evaluation(s) of act/layer3/unit*/p* in steps 0-50000, need 2"
-        in (df.loc[STABLE, "measured"])
-    )
-
-
-def test_the_measured_window_is_the_claims(tmp_path: Path) -> None:
-    df = evaluate(fig1_sweep(tmp_path / "sweep"))
-    # Evaluations every 500 steps: 81 in 10000..50000, 101 in 0..50000.
-    assert df.loc[HIGHER, "measured"].endswith("; steps 10000-50000, 81 evaluations per run")
-    assert df.loc[STABLE, "measured"].endswith("; steps 0-50000, 101 evaluations per run")
-
-
 def test_claims_refuse_runs_of_mixed_settings(tmp_path: Path) -> None:
     def config(norm: str, seed: int) -> dict:
         c = base_config(norm, seed)
@@ -168,8 +97,12 @@ def test_claims_refuse_runs_of_mixed_settings(tmp_path: Path) -> None:
 
 
 def test_claims_judge_runs_that_differ_only_in_seed_norm_and_bookkeeping(tmp_path: Path) -> None:
-    def config(norm: str, seed: int) -> dict:
-        c = base_config(norm, seed, threads=4 * seed + 1)
+    """Each run wrote elsewhere, logged elsewhere, checkpointed or not: one setting. Their thread
+    counts are not bookkeeping (`normlab.bookkeeping`: they change float32 sums): runs that
+    differ in them are refused."""
+
+    def config(norm: str, seed: int, threads: int = 1) -> dict:
+        c = base_config(norm, seed, threads=threads)
         c["paths"]["runs_dir"] = f"/elsewhere/{norm}/{seed}"
         c["logger"] = {"wandb": {"mode": "online", "group": norm}} if seed else {"none": True}
         c["trainer"]["enable_checkpointing"] = seed != 1
@@ -177,6 +110,11 @@ def test_claims_judge_runs_that_differ_only_in_seed_norm_and_bookkeeping(tmp_pat
 
     df = evaluate(fig1_sweep(tmp_path / "sweep", config=config))
     assert df["verdict"].tolist() == ["reproduced", "reproduced"]
+    threads = fig1_sweep(
+        tmp_path / "threads", config=lambda norm, seed: config(norm, seed, threads=4 * seed + 1)
+    )
+    with pytest.raises(ValueError, match="mix settings, they differ in threads:"):
+        evaluate(threads)
 
 
 def test_claims_ignore_runs_they_do_not_select(tmp_path: Path) -> None:
@@ -197,15 +135,7 @@ def test_two_runs_for_one_norm_and_seed_are_ambiguous(tmp_path: Path) -> None:
     assert "norm.name=batch seed 0: 2 runs, ambiguous" in df.loc[HIGHER, "measured"]
 
 
-def test_a_run_without_the_metric_is_insufficient_data(tmp_path: Path) -> None:
-    def curves(norm, seed, **kw):
-        c = fig1_curves(norm, seed, **kw)
-        return {k: v for k, v in c.items() if not (norm == "none" and seed == 0 and "unit" in k)}
-
-    df = evaluate(fig1_sweep(tmp_path / "sweep", curves=curves))
-    assert df.loc[HIGHER, "verdict"] == "reproduced"
-    assert df.loc[STABLE, "verdict"] == "insufficient data"
-    assert "norm.name=none seed 0: no act/layer3/unit*/p* logged" in df.loc[STABLE, "measured"]
+# --- a claim, its verdicts and its report ---------------------------------------------------------
 
 
 def _claim(**kw) -> Claim:
@@ -228,6 +158,9 @@ def test_a_claim_needs_three_seeds_and_a_window() -> None:
         _claim(seeds=(0, 1))
     with pytest.raises(ValueError, match="empty window"):
         _claim(window=(10, 0))
+    # A reading of part of a claim (`Claim.part`: fewer seeds) is exempt, and never a claim.
+    part = _claim().part(seeds=(1,))
+    assert part.reading and part.seeds == (1,) and part.id == "x/y"
 
 
 def test_verdicts_follow_the_measurement() -> None:

@@ -20,45 +20,41 @@ are means over seeds, bands min..max. Dashed: the claims' thresholds; dotted in 
 2/m, what the projections remove on average from a g uncorrelated with 1 and y_hat (m the batch
 size); the grey span: steps before the claims' window.
 
-`plot_data` gives the plotted numbers: panel `"removed share, layer #1"`, ..., `"shift share,
-layer #3"`; series `"removed"`, `"mean part"`, `"proj part"` in the removed-share panels,
-`"grad_ratio"`, `"gamma^2/sigma^2"`, `"curv_bn"` and `"curv_scaled - curv_shift"` (panels
-`"Thm 4.2, layer #k"`), `"shift share"` in the others; columns
-`normlab.figures.DATA_COLUMNS` and `n_nonfinite` (a point where a seed logged inf or nan has no
-mean and is marked by a '^' at the top of the panel). The figure draws BN runs at one learning
-rate (ValueError when the runs mix rates); the claims are declared for the preset's, lr 1.0.
+The plotted data: panel `"removed share, layer #1"`, ..., `"shift share, layer #3"`; series
+`"removed"`, `"mean part"`, `"proj part"` in the removed-share panels, `"grad_ratio"`,
+`"gamma^2/sigma^2"`, `"curv_bn"` and `"curv_scaled - curv_shift"` (panels `"Thm 4.2, layer #k"`),
+`"shift share"` in the others (a point where a seed logged inf or nan has no mean and is marked by
+a '^' at the top of the panel). The figure draws the BN runs at their one learning rate
+(ValueError when the runs mix rates); the claims are declared for the preset's, lr 1.0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
 from matplotlib.ticker import LogFormatterSciNotation, PercentFormatter
 
-from normlab.claims import Claim, InsufficientData, Measurement, window_note
-from normlab.figures import FigureSpec, new_figure
-from normlab.figures.santurkar2018_common import (
-    LR_COLUMN,
-    legend_nonfinite,
-    metric_band,
+from normlab.papers.santurkar2018.protocol import THEORY_LAYERS, THEORY_LR, THEORY_STEPS
+from normlab.report.claims import (
+    Claim,
+    InsufficientData,
+    Measurement,
     needed_evals,
-    plot_band_marked,
     select_claim_runs,
-    select_figure_runs,
-    suptitle,
-    tidy,
+    window_note,
 )
+from normlab.report.runs import LR_COLUMN
+from normlab.report.spec import FigureSpec, Line, Marks, Panel, Runs
 
 THEORY_ID = "santurkar2018/theory_mlp"
-LAYERS = (1, 2, 3)  # the MLP's three hidden layers, each with BN
-LR = 1.0  # the preset's rate (Ioffe 2015 Fig. 1's, as ioffe2015/fig1_mnist chose it)
 BATCH = "data.batch_size"  # m of Thm 4.1 (the MLP's units normalise over the batch)
 EVERY = "probe.theory.every_n_steps"  # the probe's cadence (run config)
 THEORY_GLOB = "theory/layer*/*"
-WINDOW = (1000, 10000)  # "after step 1,000", to the preset's last step
+WINDOW = (1000, THEORY_STEPS)  # "after step 1,000", to the preset's last step
 REMOVED_MIN = 0.10  # claim (a)'s threshold, see CLAIMS
 RATIO_MAX = 1.0  # claims (b) and (c)'s threshold
 SHIFT_MIN = 0.10  # claim (d)'s threshold, see CLAIMS
@@ -68,66 +64,13 @@ def theory_metric(layer: int, quantity: str) -> str:
     return f"theory/layer{layer}/{quantity}"
 
 
-# row of the figure -> (y label, {series label: probe quantity, colour}, y scale); `curv_rhs`
-# (curv_scaled - curv_shift) and `shift_share` (curv_shift / curv_scaled) are computed per run
-# and step from the logged terms (`with_derived`)
-ROWS: dict[str, tuple[str, dict[str, tuple[str, str]], str]] = {
-    "removed share": (
-        "share of ||dL/dz||^2 removed",
-        {
-            "removed": ("removed_frac", "black"),
-            "mean part": ("mean_frac", "tab:blue"),
-            "proj part": ("proj_frac", "tab:orange"),
-        },
-        "log",
-    ),
-    "grad_ratio": (
-        "||dL_hat/dy||^2 / ||dL/dz||^2",
-        {"grad_ratio": ("grad_ratio", "tab:red")},
-        "log",
-    ),
-    "gamma^2/sigma^2": (
-        "mean over units of gamma^2/sigma^2",
-        {"gamma^2/sigma^2": ("gamma2_over_sigma2", "tab:green")},
-        "log",
-    ),
-    "Thm 4.2": (
-        "curvature along dL_hat/dy\n(per unit of ||dL_hat/dy||^2)",
-        {
-            "curv_bn": ("curv_bn", "black"),
-            "curv_scaled - curv_shift": ("curv_rhs", "tab:purple"),
-        },
-        "symlog",
-    ),
-    "shift share": (
-        "curv_shift / curv_scaled",
-        {"shift share": ("shift_share", "tab:brown")},
-        "symlog",
-    ),
-}
-THRESHOLDS = {
-    "removed share": REMOVED_MIN,
-    "grad_ratio": RATIO_MAX,
-    "gamma^2/sigma^2": RATIO_MAX,
-    "shift share": SHIFT_MIN,
-}
-PERCENT_ROWS = ("removed share", "shift share")
-# curv_bn wide and pale under the dashed right-hand side: equal lines stay both visible
-LINE_STYLES = {
-    "curv_bn": {"lw": 3.0, "alpha": 0.45},
-    "curv_scaled - curv_shift": {"ls": "--", "lw": 1.0},
-}
-# symlog rows: linear within +-linthresh (the curvature per unit of ||v||^2, the share)
-SYMLOG_LINTHRESH = {"Thm 4.2": 1e-3, "shift share": 0.01}
-
-
 def with_derived(table: pd.DataFrame) -> pd.DataFrame:
     """`table` with, per run and step where both Thm 4.2 terms were logged, the rows
     `theory/layer{k}/curv_rhs` = curv_scaled - curv_shift (Thm 4.2's right-hand side, equal to
     curv_bn at eps = 0) and `theory/layer{k}/shift_share` = curv_shift / curv_scaled (NaN where
     curv_scaled is 0); each a copy of the curv_scaled row with its metric and value replaced."""
     frames = [table]
-    for layer in LAYERS:
+    for layer in THEORY_LAYERS:
         scaled = table[table["metric"] == theory_metric(layer, "curv_scaled")]
         shift = table[table["metric"] == theory_metric(layer, "curv_shift")]
         if scaled.empty or shift.empty:
@@ -144,6 +87,9 @@ def with_derived(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# --- the figure -----------------------------------------------------------------------------------
+
+
 class PlainLogFormatter(LogFormatterSciNotation):
     """Log-axis tick labels where matplotlib's default would put them, written 0.5 or 2 (or 3%
     with `percent`) rather than 5 x 10^-1."""
@@ -158,94 +104,157 @@ class PlainLogFormatter(LogFormatterSciNotation):
         return f"{100 * x:.3g}%" if self.percent else f"{x:.3g}"
 
 
-def panel_name(row: str, layer: int) -> str:
-    return f"{row}, layer #{layer}"
+@dataclass(frozen=True)
+class Ref:
+    """A horizontal line across a panel: a claim's threshold, a reference level. A `label`
+    starting with "_" stays out of the legend."""
+
+    y: float
+    label: str
+    style: str = "--"
+    color: str = "0.3"
+    lw: float = 0.9
 
 
-def select_runs_at_one_rate(table: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """The BN runs of `table` (`select_figure_runs`) at its one learning rate, and that rate.
-    ValueError when there are none, or the runs mix rates (a mean over them would mix settings)."""
-    rates = []
-    if LR_COLUMN in table.columns and "norm.name" in table.columns:
-        batch = table[table["norm.name"] == "batch"]
-        rates = sorted(set(pd.to_numeric(batch[LR_COLUMN], errors="coerce").dropna()))
-    if len(rates) > 1:
-        raise ValueError(
-            f"{THEORY_ID}: the BN runs mix learning rates ({', '.join(f'{r:g}' for r in rates)}); "
-            "draw one sweep (one rate) at a time"
-        )
-    lr = rates[0] if rates else LR
-    return select_figure_runs(table, THEORY_ID, ("batch",), lrs=(lr,)), lr
+@dataclass(frozen=True)
+class RefPanel(Panel):
+    """A `Panel` with what its lines are read against: horizontal lines (`refs(runs)`, from the
+    drawn runs' table: the claim's threshold, 2/m), the steps before `before` shaded grey (the
+    claims' window starts there), tick labels written plainly (0.5, 3%: `percent`). Of a row of
+    panels on one y axis (`FigureSpec.shared_y`), only the `first` has a legend and y tick labels
+    (the minor ones of a log axis too)."""
+
+    refs: Callable[[pd.DataFrame], tuple[Ref, ...]] | None = None
+    before: int | None = None
+    percent: bool = False
+    first: bool = True
+
+    def draw(self, ax: Axes, data: pd.DataFrame, runs: Runs) -> Marks:
+        if self.before and len(data):
+            # Up to the runs' last step at most: a short run is all grey, its x axis its own.
+            ax.axvspan(0, min(self.before, data["step"].max()), color="0.9", lw=0, zorder=0)
+        marks = super().draw(ax, data, runs)
+        for ref in self.refs(runs.table) if self.refs else ():
+            ax.axhline(ref.y, color=ref.color, ls=ref.style, lw=ref.lw, label=ref.label)
+        if self.yscale == "log":
+            ax.yaxis.set_major_formatter(PlainLogFormatter(percent=self.percent))
+            ax.yaxis.set_minor_formatter(PlainLogFormatter(percent=self.percent))
+        elif self.percent:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        if self.first:
+            ax.legend(fontsize=7, loc=self.legend_loc)
+        else:
+            ax.get_legend().remove()
+            ax.tick_params(axis="y", which="both", labelleft=False)
+        return marks
 
 
-def plot_data(table: pd.DataFrame) -> pd.DataFrame:
-    """The figure's numbers, from a `load_metrics` table holding `theory/layer{1,2,3}/...` of BN
-    runs at one learning rate. ValueError naming what is missing or mixed otherwise."""
-    runs, _ = select_runs_at_one_rate(table)
-    runs = with_derived(runs)
-    frames = []
-    for row, (_, series, _) in ROWS.items():
-        for layer in LAYERS:
-            for label, (quantity, _) in series.items():
-                band = metric_band(runs, theory_metric(layer, quantity), THEORY_ID)
-                frames.append(band.assign(panel=panel_name(row, layer), series=label))
-    return tidy(frames)
-
-
-def _batch_size(runs: pd.DataFrame) -> int | None:
+def batch_size(runs: pd.DataFrame) -> int | None:
     sizes = pd.to_numeric(runs[BATCH], errors="coerce").dropna() if BATCH in runs else []
     return int(sizes.iloc[0]) if len(sizes) else None
 
 
-def draw(table: pd.DataFrame) -> Figure:
-    """The figure: `plot_data(table)`, five rows (quantities) by three layers."""
-    data = plot_data(table)
-    runs, lr = select_runs_at_one_rate(table)
-    m = _batch_size(runs)
-    fig = new_figure(figsize=(13, 15), layout="constrained")
-    axes = fig.subplots(len(ROWS), len(LAYERS), sharex=True, sharey="row", squeeze=False)
-    marked = []
-    for r, (row, (ylabel, series, scale)) in enumerate(ROWS.items()):
-        for c, layer in enumerate(LAYERS):
-            ax = axes[r][c]
-            panel = data[data["panel"] == panel_name(row, layer)]
-            blown = False
-            for label, (_, color) in series.items():
-                rows = panel[panel["series"] == label]
-                blown |= plot_band_marked(ax, rows, label, color)
-                if label in LINE_STYLES:  # Thm 4.2's two sides coincide: both kept visible
-                    ax.get_lines()[-1].set(**LINE_STYLES[label])
-            ax.axvspan(0, WINDOW[0], color="0.9", lw=0, zorder=0)
-            if row in THRESHOLDS:
-                ax.axhline(THRESHOLDS[row], color="0.3", ls="--", lw=0.9, label="claim threshold")
-            if row == "removed share" and m:
-                ax.axhline(2 / m, color="0.3", ls=":", lw=0.9, label=f"2/m (m = {m})")
-            percent = row in PERCENT_ROWS
-            if scale == "log":
-                ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(PlainLogFormatter(percent=percent))
-                ax.yaxis.set_minor_formatter(PlainLogFormatter(percent=percent))
-            else:  # the curvature terms and their ratio change sign: linear near 0
-                ax.axhline(0, color="0.6", lw=0.6)
-                ax.set_yscale("symlog", linthresh=SYMLOG_LINTHRESH[row])
-                if percent:
-                    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            ax.set_title(panel_name(row, layer), fontsize=10)
-            if c == 0:
-                ax.set_ylabel(ylabel)
-                ax.legend(fontsize=7, loc="best")
-            if r == len(ROWS) - 1:
-                ax.set_xlabel("training step")
-            if blown:
-                marked.append(ax)
-    legend_nonfinite(marked, fontsize=7)
-    suptitle(
-        fig,
-        f"Santurkar et al. 2018, Thm 4.1 and 4.2 on the BN layers of Ioffe 2015's Fig. 1 MLP "
-        f"(MNIST, lr {lr:g}); grey: before the claims' window (step {WINDOW[0]:,})",
-        runs,
-    )
-    return fig
+ZERO = Ref(0.0, "_zero", style="-", color="0.6", lw=0.6)  # symlog: the values change sign
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the figure (a quantity, one panel per layer): its series {label: (probe
+    quantity, colour, line style)}; `curv_rhs` and `shift_share` are computed per run and step
+    from the logged terms (`with_derived`). Dashed: the claim's `threshold`; dotted with
+    `chance`: 2/m, what the two projections remove on average from a g uncorrelated with 1 and
+    y_hat (m the runs' batch size)."""
+
+    name: str
+    ylabel: str
+    series: dict[str, tuple[str, str, str]]
+    yscale: str
+    threshold: float | None = None
+    chance: bool = False
+    linthresh: float | None = None  # symlog rows: linear within +-linthresh
+    percent: bool = False
+
+    def refs(self, runs: pd.DataFrame) -> tuple[Ref, ...]:
+        refs = [] if self.threshold is None else [Ref(self.threshold, "claim threshold")]
+        m = batch_size(runs) if self.chance else None
+        if m:
+            refs.append(Ref(2 / m, f"2/m (m = {m})", style=":"))
+        if self.yscale == "symlog":
+            refs.append(ZERO)
+        return tuple(refs)
+
+    def panel(self, layer: int) -> RefPanel:
+        lines = tuple(
+            Line("batch", theory_metric(layer, quantity), label, color, style=style)
+            for label, (quantity, color, style) in self.series.items()
+        )
+        first = layer == THEORY_LAYERS[0]
+        return RefPanel(
+            f"{self.name}, layer #{layer}",
+            self.ylabel if first else "",
+            lines,
+            yscale=self.yscale,
+            linthresh=self.linthresh,
+            refs=self.refs,
+            before=WINDOW[0],
+            percent=self.percent,
+            first=first,
+        )
+
+
+ROWS = (
+    Row(
+        "removed share",
+        "share of ||dL/dz||^2 removed",
+        {
+            "removed": ("removed_frac", "black", "-"),
+            "mean part": ("mean_frac", "tab:blue", "-"),
+            "proj part": ("proj_frac", "tab:orange", "-"),
+        },
+        "log",
+        threshold=REMOVED_MIN,
+        chance=True,
+        percent=True,
+    ),
+    Row(
+        "grad_ratio",
+        "||dL_hat/dy||^2 / ||dL/dz||^2",
+        {"grad_ratio": ("grad_ratio", "tab:red", "-")},
+        "log",
+        threshold=RATIO_MAX,
+    ),
+    Row(
+        "gamma^2/sigma^2",
+        "mean over units of gamma^2/sigma^2",
+        {"gamma^2/sigma^2": ("gamma2_over_sigma2", "tab:green", "-")},
+        "log",
+        threshold=RATIO_MAX,
+    ),
+    Row(
+        "Thm 4.2",
+        "curvature along dL_hat/dy\n(per unit of ||dL_hat/dy||^2)",
+        # Thm 4.2's two sides coincide: the right-hand side dashed over curv_bn, both seen
+        {
+            "curv_bn": ("curv_bn", "black", "-"),
+            "curv_scaled - curv_shift": ("curv_rhs", "tab:purple", "--"),
+        },
+        "symlog",
+        linthresh=1e-3,  # the curvature per unit of ||v||^2
+    ),
+    Row(
+        "shift share",
+        "curv_shift / curv_scaled",
+        {"shift share": ("shift_share", "tab:brown", "-")},
+        "symlog",
+        threshold=SHIFT_MIN,
+        linthresh=0.01,
+        percent=True,
+    ),
+)
+
+
+def describe(runs: pd.DataFrame) -> str:
+    return f"MNIST, lr {float(runs[LR_COLUMN].iloc[0]):g}"
 
 
 # --- claims ---------------------------------------------------------------------------------------
@@ -295,12 +304,12 @@ def window_means(
     of the window (`needed_evals`, from `probe.theory.every_n_steps`), or logged a non-finite
     value there (an all-zero upstream gradient: the share is undefined, so no verdict)."""
     values_of = logged(quantity) if values_of is None else values_of
-    sel = select_claim_runs(table, claim, ("batch",), lrs=(LR,), every=EVERY)
+    sel = select_claim_runs(table, claim, ("batch",), lrs=(THEORY_LR,), every=EVERY)
     means: dict[tuple[int, int], float] = {}
     problems = []
     for (_, _, seed), rows in sel.items():
         need = needed_evals(rows, claim, EVERY)
-        for layer in LAYERS:
+        for layer in THEORY_LAYERS:
             values = values_of(rows, layer)
             where = f"layer #{layer} seed {seed}"
             if len(values) < need:
@@ -320,7 +329,7 @@ def _per_layer(means: dict[tuple[int, int], float], seeds, fmt: Callable[[float]
     return ", ".join(
         f"layer #{layer} {fmt(np.mean([means[(layer, s)] for s in seeds]))} "
         f"({'/'.join(fmt(means[(layer, s)]) for s in seeds)})"
-        for layer in LAYERS
+        for layer in THEORY_LAYERS
     )
 
 
@@ -374,7 +383,7 @@ SEEN_CURVATURE = (
 )
 COMMON = {"figure": THEORY_ID, "window": WINDOW, "seeds": (0, 1, 2)}
 
-CLAIMS = [
+CLAIMS = (
     # (a) Sec. 4.1 reads Thm 4.1's two subtracted terms as a substantial reduction of the
     # gradient: the centring removes <1,g>^2/m and, g being (the paper argues) typically
     # correlated with y_hat, the division by sigma removes <g,y_hat>^2/m. What makes a share
@@ -468,13 +477,22 @@ CLAIMS = [
         ),
         **COMMON,
     ),
-]
+)
 
-THEORY = FigureSpec(
+GRID = tuple(tuple(row.panel(layer) for layer in THEORY_LAYERS) for row in ROWS)
+
+FIGURE = FigureSpec(
     id=THEORY_ID,
     title="Santurkar et al. 2018, Thm 4.1 and 4.2 on the BN layers of Ioffe 2015's Fig. 1 MLP",
-    metrics=(THEORY_GLOB,),
-    data=plot_data,
-    draw=draw,
+    variants=("batch",),
+    panels=tuple(panel for row in GRID for panel in row),
     claims=CLAIMS,
+    lrs=None,  # the BN runs' one rate
+    ncols=len(THEORY_LAYERS),
+    panel_size=(4.3, 2.9),
+    extra_metrics=(THEORY_GLOB,),
+    derive=with_derived,
+    describe=describe,
+    band_text=f"band min..max over seeds; grey: before the claims' window (step {WINDOW[0]:,})",
+    shared_y=tuple(tuple(panel.name for panel in row) for row in GRID),  # each row: one y axis
 )

@@ -1,0 +1,222 @@
+"""What the Santurkar et al. 2018 VGG / CIFAR-10 figures share: their panels (accuracies,
+activation percentiles, the loss landscape) and the claims' common readings (accuracies in
+points, per-seed means, the moment-drift ratios of Fig. 6 and Fig. 8).
+
+Every VGG figure draws from its own preset's sweep or from `santurkar2018/vgg_suite`, at paper
+scale or at `scale=cpu` (the title says which: `normlab.report.runs.model_text`), the runs that
+finished and those that diverged (the standard net at lr 0.5): a line is the mean over every seed
+or nothing, so from the step a seed died on its points have no mean and an 'X' marks the death.
+
+The claims are declared on the paper's 15,000 steps (`VGG_STEPS`: their windows scale with the
+runs' length, `normlab.report.claims.scaled`) and need three seeds; on fewer (one seed at
+`scale=cpu`) the verdict is "insufficient data" with a provisional reading on the seeds there are
+(`normlab.report.claims.provisional`). Thresholds are fixed in the figures' modules, before any run:
+- accuracies compare means over the last 1/15 of training (`FINAL`), in accuracy points
+  (0.05 = 5 points);
+- landscape claims use `landscape.measure_smaller_than_standard` over the first third of
+  training (`EARLY`, where the paper reports the gap), at least 10 in every seed ("two orders of
+  magnitude" at its peak, read as one for a typical step);
+- ICS and activation claims compare means over every probe of the run (`WHOLE`);
+- every claim needs every evaluation of its window in every run (the metric's cadence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from normlab.papers.santurkar2018.protocol import VGG_LR, VGG_STEPS
+from normlab.report.claims import Claim, Measurement, per_seed, seeds_mean
+from normlab.report.runs import COLORS, LABELS
+from normlab.report.spec import Line, Panel
+
+STATUSES = ("finished", "diverged")  # the runs a VGG figure draws
+SEEDS = (0, 1, 2)
+FINAL = (14_000, VGG_STEPS)  # the last 1/15 of training
+EARLY = (0, 5_000)  # the first third: where the paper reports the landscape gap
+WHOLE = (0, VGG_STEPS)
+ACC_TRAIN = "train/acc"
+ACC_TEST = "test/acc"
+NOISY_LAYERS = (2, 9, 13)  # the layers of Fig. 2 and Fig. 8
+PERCENTILES = (("p15", "15%", ":"), ("p50", "50%", "-"), ("p85", "85%", "--"))
+LEGEND_ROOM = 0.4  # below a percentile panel's lines, as a fraction of their range
+
+
+# --- panels ------------------------------------------------------------------------------------------
+
+
+def norm_lines(
+    metric: str,
+    variants: tuple[str, ...],
+    lr: float = VGG_LR,
+    style: str = "-",
+    suffix: str = "",
+    legend: str = "label",
+) -> tuple[Line, ...]:
+    """One line of `metric` per norm variant at `lr`, in the variant's color, labelled by the norm
+    (+ `suffix`). Its legend entry: the label (`legend="label"`), the norm alone ("norm"), or
+    none ("none")."""
+    lines = []
+    for v in variants:
+        label = f"{LABELS[v]}{suffix}"
+        entry = {"label": None, "norm": LABELS[v], "none": f"_{label}"}[legend]
+        lines.append(Line(v, metric, label, COLORS[v], lr, style, entry))
+    return tuple(lines)
+
+
+def acc_panels(variants: tuple[str, ...], lrs: tuple[float, ...] = (VGG_LR,)) -> list[Panel]:
+    """Training (batch) and test accuracy of each norm at each rate (one line style per rate)."""
+    styles = dict(zip(lrs, ("-", "--", ":"), strict=False))
+
+    def lines(metric: str) -> tuple[Line, ...]:
+        return tuple(
+            line
+            for lr in lrs
+            for line in norm_lines(
+                metric, variants, lr, styles[lr], f", lr {lr:g}" if len(lrs) > 1 else ""
+            )
+        )
+
+    return [
+        Panel("training accuracy", "train accuracy (batch)", lines(ACC_TRAIN)),
+        Panel("test accuracy", "test accuracy", lines(ACC_TEST)),
+    ]
+
+
+def room_below(data: pd.DataFrame) -> tuple[float | None, float | None]:
+    """A panel's y range from its bands' min to max, with room below for its legend (the three
+    percentile lines span the panel: a legend anywhere else hides one). Unchanged (None) where
+    no band has a finite value."""
+    lo, hi = data["min"].min(), data["max"].max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None, None
+    span = (hi - lo) or abs(hi) or 1.0
+    return lo - LEGEND_ROOM * span, hi + 0.05 * span
+
+
+def percentile_panels(
+    metric: str, title: str, variants: tuple[str, ...], lr: float = VGG_LR
+) -> list[Panel]:
+    """Per norm: the 15th, 50th and 85th percentiles of `metric` (`act/layer3`: all the layer's
+    activations, every channel and position pooled; `act/layer11/unit0`: one channel), the
+    panel named "<norm>, <title>, lr <lr>"."""
+    return [
+        Panel(
+            f"{LABELS[v]}, {title}, lr {lr:g}",
+            "activation (ReLU input)",
+            tuple(
+                Line(v, f"{metric}/{p}", label, COLORS[v], lr, style)
+                for p, label, style in PERCENTILES
+            ),
+            ylim=room_below,
+            legend_loc="lower center",
+        )
+        for v in variants
+    ]
+
+
+def layer_percentile_panels(layers: tuple[int, ...], variants: tuple[str, ...]) -> list[Panel]:
+    """Per layer and norm: the percentiles of all the layer's activations, at lr 0.1."""
+    return [
+        panel
+        for layer in layers
+        for panel in percentile_panels(
+            f"act/layer{layer}", f"layer #{layer}, all channels", variants
+        )
+    ]
+
+
+def landscape_panels(variants: tuple[str, ...]) -> list[Panel]:
+    """Fig. 4 / 12: along the gradient, eta in [0.5, 4] x lr, at lr 0.1: (a) the loss's max and
+    min, (b) the gradient's change's max and min, (c) the effective beta-smoothness. The
+    legend names each norm once: its max line solid, its min dashed (the title says so)."""
+
+    def two(metric: str) -> tuple[Line, ...]:
+        return (
+            *norm_lines(f"landscape/{metric}_max", variants, suffix=" max", legend="norm"),
+            *norm_lines(
+                f"landscape/{metric}_min", variants, style="--", suffix=" min", legend="none"
+            ),
+        )
+
+    band = " (solid max, dashed min)"
+    return [
+        Panel(
+            "(a) loss landscape",
+            "loss along the gradient",
+            two("loss"),
+            title=f"(a) loss landscape{band}",
+            yscale="log",
+        ),
+        Panel(
+            "(b) gradient predictiveness",
+            "||grad(w(eta)) - g||_2",
+            two("grad_diff"),
+            title=f"(b) gradient predictiveness{band}",
+            yscale="log",
+        ),
+        Panel(
+            "(c) effective beta-smoothness",
+            "max ||grad(w(eta)) - g|| / ||eta g||",
+            norm_lines("landscape/beta_eff", variants),
+            yscale="log",
+        ),
+    ]
+
+
+# --- the claims' readings -----------------------------------------------------------------------------
+
+
+def pct(x: float) -> str:
+    """An accuracy as a percentage; a mean over seeds of which one diverged is -inf."""
+    return "diverged (at least one seed)" if x == -np.inf else f"{100 * x:.1f}%"
+
+
+def seed_mean(
+    table: pd.DataFrame, claim: Claim, variant: str, lr: float = VGG_LR, metric: str | None = None
+) -> float:
+    """The mean over the claim's seeds of `per_seed`: `metric` (default: the claim's) of
+    `variant`'s runs at `lr` over the claim's window."""
+    return seeds_mean(per_seed(table, claim, variant, lr, metric))
+
+
+DRIFTS = ("mean_drift", "var_drift")  # of the per-unit means and variances, from step 0
+CHANGES = ("mean_change", "var_change")  # from the previous probe
+
+
+def drift_ratios(
+    table: pd.DataFrame,
+    claim: Claim,
+    variants: tuple[str, ...],
+    layers: tuple[int, ...],
+    quantities: tuple[str, str] = DRIFTS,
+) -> Measurement:
+    """Each of `variants`' moment shifts (`quantities`, per quantity the mean over `layers` of the
+    seed-mean of `act/layer<i>/<quantity>`) over the standard net's; value: the smallest ratio,
+    passed iff every ratio reaches the threshold."""
+    d = {
+        v: {
+            q: float(
+                np.mean([seed_mean(table, claim, v, VGG_LR, f"act/layer{i}/{q}") for i in layers])
+            )
+            for q in quantities
+        }
+        for v in ("none", *variants)
+    }
+    ratios = [d[v][q] / d["none"][q] for v in variants for q in quantities]
+    layer_text = "/".join(f"#{i}" for i in layers)
+    detail = f"layer(s) {layer_text}, mean over probes: " + "; ".join(
+        f"{q} " + ", ".join(f"{LABELS[v]} {d[v][q]:.3g}" for v in d) for q in quantities
+    )
+    worst = min(ratios)
+    return Measurement(worst, detail, bool(worst >= claim.threshold))
+
+
+# The landscape claims of Fig. 4 and Fig. 12: key -> (`measure_smaller_than_standard`'s quantity,
+# what the claim compares, its metric).
+LANDSCAPE = {
+    "loss_band": ("loss_band", "The loss band (max - min along the gradient)", "landscape/loss_*"),
+    "grad_pred": ("grad_band", "The gradient-predictiveness band (max)", "landscape/grad_diff_max"),
+    "beta": ("beta_eff", "The effective beta-smoothness", "landscape/beta_eff"),
+}
+LANDSCAPE_THRESHOLD = 10.0
