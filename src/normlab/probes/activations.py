@@ -95,7 +95,8 @@ class ActivationProbe(L.Callback):
     HIST_FILE = "act_hist.csv"
     # The declarations of `normlab.probes.functional.StepProbe`.
     key = "probe.activations"
-    metrics = ("act/", "act_hist/")  # the second: act_hist.csv's rows, as normlab.results reads them
+    # The second prefix: act_hist.csv's rows, as normlab.results reads them.
+    metrics = ("act/", "act_hist/")
     files = (HIST_FILE,)
     uses_torch_func = False  # functional_call only (no transform): a compiled model runs it
 

@@ -149,7 +149,7 @@ class FixedBatchProbe(L.Callback):
     key = "probe"
     metrics: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
-    uses_torch_func = True  # functional_call: a compiled model cannot be probed (train.py)
+    uses_torch_func = True  # grad and vmap over functional_call: a compiled model cannot take them
 
     def __init__(self, every_n_steps: int, num_examples: int, batch_seed: int, seed: int) -> None:
         self.every_n_steps = integer(f"{self.key}.every_n_steps", every_n_steps, 1)

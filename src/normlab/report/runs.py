@@ -147,12 +147,15 @@ def select_figure_runs(
 
 def model_text(runs: pd.DataFrame) -> str:
     """What the runs trained, from their (one-setting) config: "VGG-16 width x0.125, 4000 steps",
-    "DLN 25x10, 10000 steps", "MLP 100-100-100, 50000 steps"."""
+    "DLN, 10000 steps", "MLP, 50000 steps"."""
     row = runs.iloc[0]
-    target = str(row.get("model._target_", ""))
+    target = row.get("model._target_")
+    target = "" if target is None or pd.isna(target) else str(target)
     steps = row.get("trainer.max_steps")
-    steps = "" if steps is None or pd.isna(steps) else f", {int(steps)} steps"
+    steps = "" if steps is None or pd.isna(steps) else f"{int(steps)} steps"
     if target.endswith("VGG"):
         width, depth = row.get("model.width", 1.0), row.get("model.depth", 16)
-        return f"VGG-{int(depth)} width x{float(width):g}{steps}"
-    return f"{target.rsplit('.', 1)[-1] or 'model'}{steps}"
+        model = f"VGG-{int(depth)} width x{float(width):g}"
+    else:  # the model's class (DLN, MLP), unless the runs' config does not say
+        model = target.rsplit(".", 1)[-1]
+    return ", ".join(part for part in (model, steps) if part)

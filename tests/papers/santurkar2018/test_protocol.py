@@ -38,6 +38,12 @@ def test_vgg_protocol() -> None:
     acts = _cfg("santurkar2018/vgg_fig1_lr").probe.activations
     assert (acts.unit.layer, acts.unit.index) == P.VGG_UNIT
     assert P.VGG_HIST_LAYER in _cfg("santurkar2018/vgg_fig6_hist").probe.activations.layers
+    assert set(P.VGG_FIG1_LAYERS) <= set(acts.layers)
+    noisy = _cfg("santurkar2018/vgg_fig2_noisy").probe.activations.layers
+    assert set(P.VGG_NOISY_LAYERS) <= set(noisy)
+    assert set(P.VGG_NOISY_LAYERS) <= set(
+        _cfg("santurkar2018/vgg_fig8_moments").probe.activations.layers
+    )
     assert _swept_rates("santurkar2018/vgg_fig1_lr") == {P.VGG_LR, P.VGG_LR_FAST}
     assert _swept_rates("santurkar2018/vgg_fig3a_ics") == {P.VGG_LR, P.VGG_LR_SLOW}
     assert _swept_rates(P.VGG_SUITE) == {P.VGG_LR, P.VGG_LR_FAST, P.VGG_LR_SLOW}

@@ -28,6 +28,8 @@ VGG_LR_SLOW = 0.01  # Fig. 3(a)
 VGG_STEPS = 15_000  # the claims' windows are declared on this length and scale with the runs'
 VGG_ICS_LAYERS = (5, 10)  # Fig. 3(a)
 VGG_HIST_LAYER = 11  # Fig. 6
+VGG_FIG1_LAYERS = (3, 11)  # Fig. 1(c): the activations' percentiles
+VGG_NOISY_LAYERS = (2, 9, 13)  # Fig. 2 and Fig. 8
 VGG_UNIT = (11, 0)  # Fig. 1(c): "a randomly chosen activation", channel 0 of layer #11
 
 # --- Sec. 4 on the Ioffe 2015 Fig. 1 MLP with BN (santurkar2018/theory_mlp) ---------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from normlab.papers.santurkar2018.protocol import VGG_LR, VGG_STEPS
+from normlab.papers.santurkar2018.protocol import VGG_LR, VGG_NOISY_LAYERS, VGG_STEPS
 from normlab.report.claims import Claim, Measurement, per_seed, seeds_mean
 from normlab.report.runs import COLORS, LABELS
 from normlab.report.spec import Line, Panel
@@ -37,7 +37,7 @@ EARLY = (0, 5_000)  # the first third: where the paper reports the landscape gap
 WHOLE = (0, VGG_STEPS)
 ACC_TRAIN = "train/acc"
 ACC_TEST = "test/acc"
-NOISY_LAYERS = (2, 9, 13)  # the layers of Fig. 2 and Fig. 8
+NOISY_LAYERS = VGG_NOISY_LAYERS  # the layers of Fig. 2 and Fig. 8
 PERCENTILES = (("p15", "15%", ":"), ("p50", "50%", "-"), ("p85", "85%", "--"))
 LEGEND_ROOM = 0.4  # below a percentile panel's lines, as a fraction of their range
 

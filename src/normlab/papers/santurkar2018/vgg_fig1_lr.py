@@ -13,6 +13,7 @@ import pandas as pd
 
 from normlab.papers.santurkar2018.protocol import (
     STANDARD_BN,
+    VGG_FIG1_LAYERS,
     VGG_LR,
     VGG_LR_FAST,
     VGG_STEPS,
@@ -37,7 +38,7 @@ from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec
 
 ID = "santurkar2018/vgg_fig1_lr"
-LAYERS = (3, 11)  # Fig. 1(c)
+LAYERS = VGG_FIG1_LAYERS  # Fig. 1(c)
 UNIT_LAYER, UNIT = VGG_UNIT
 
 
