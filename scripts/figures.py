@@ -5,12 +5,12 @@
 
 FIGURE_ID is an experiment preset's name (`ioffe2015/fig1_mnist`); left out, it is inferred from
 the runs (a suite's runs, `santurkar2018/dln_suite`, feed several figures: name one). A first
-argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png and .pdf, the
-plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n: one row per plotted
-point; a figure whose x axis is not the step adds that column, Fig. 11 `eta`; the Santurkar 2018
-figures add `n_nonfinite`, the seeds whose value blew up, or whose run had diverged, there: such a
-point has no mean), and the claims
-report FIG_DIR/<id>_claims.md and _claims.csv. A figure that reads per-run files besides
+argument that is not an existing path is a figure id. Writes FIG_DIR/<id>.png and .pdf (the id
+holds the paper: FIG_DIR/santurkar2018/dln_fig10_landscape.png; `--formats` chooses), the
+plotted data FIG_DIR/<id>_data.csv (panel, series, step, mean, min, max, n, n_nonfinite: one row
+per plotted point; a panel whose x axis is not the step adds that column, Fig. 11 `eta`;
+`n_nonfinite` counts the seeds whose value blew up, or whose run had diverged, there: such a point
+has no mean), and the claims report FIG_DIR/<id>_claims.md and _claims.csv. A figure that reads per-run files besides
 metrics.csv (`FigureSpec.files`: Fig. 11 reads landscape.csv) gets them in the same table; runs
 without such a file are reported in one line. Figures draw `finished` runs; the VGG figures also
 `diverged` ones (`FigureSpec.statuses`), marked where they died; other runs are left out, counted.

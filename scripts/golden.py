@@ -113,6 +113,8 @@ def _same_data(golden: str, text: str) -> bool:
     extra = [c for c in new.columns if c not in old.columns]
     if extra not in ([], [N_NONFINITE]) or (extra and not (new[N_NONFINITE] == "0").all()):
         return False
+    if [c for c in new.columns if c not in extra] != list(old.columns):
+        return False  # a column lost, or the columns reordered
     new = new[list(old.columns)]
     if not {"panel", "series"} <= set(old.columns):
         return False

@@ -33,6 +33,7 @@ def base_config(norm: str = "none", seed: int = 0, lr: float = 0.5, **extra: Any
         "norm": {"name": norm} | ({"eps": 1e-5, "momentum": 0.1} if norm == "batch" else {}),
         "optim": {"name": "sgd", "lr": lr},
         "trainer": {"max_steps": 50000, "val_check_interval": 500},
+        "probe": {"activations": {"every_n_steps": 500}},
         "logger": {"wandb": {"tags": [FIG1, f"norm={norm}"], "mode": "offline"}},
     }
     config.update(extra)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from normlab.config import compose_config, sweep_points
 from normlab.models import DLN, MLP, VGG
+from normlab.papers.santurkar2018 import protocol as P
 from normlab.schema import validate_config
 from normlab.train import CONF_DIR, build_probes
 
@@ -38,18 +39,18 @@ def _dln(cfg: DictConfig) -> None:
     # Santurkar 2018, App. A.1: the DLN protocol every DLN preset shares.
     assert cfg.model._target_.endswith("DLN") and cfg.model.depth == 25 and cfg.model.width == 10
     assert cfg.data.num_train == 1000 and cfg.data.batch_size == 1000  # full batch
-    assert cfg.trainer.max_steps == 10_000 and cfg.optim.lr in (1e-6, 1e-7)
+    assert cfg.trainer.max_steps == P.DLN_STEPS and cfg.optim.lr in (P.DLN_LR, P.DLN_LR_SLOW)
     assert cfg.optim._target_ == "torch.optim.SGD" and cfg.optim.momentum == 0
     assert cfg.module._target_.endswith("RegressionModule") and cfg.module.reduction == "sum"
     assert cfg.norm.name in ("none", "batch", "lp")
     if cfg.norm.name == "lp":
         assert str(cfg.norm.p) in ("1", "2", "inf")
     if cfg.norm.name == "lp" or "ics" not in _probes_on(cfg):
-        assert cfg.optim.lr == 1e-6  # lr 1e-7 only in Fig. 3(b)
+        assert cfg.optim.lr == P.DLN_LR  # lr 1e-7 only in Fig. 3(b)
     # the probes' settings are the protocol's, whichever preset turns them on
-    assert list(cfg.probe.ics.layers) == [9, 17]
+    assert tuple(cfg.probe.ics.layers) == P.DLN_ICS_LAYERS
     assert (cfg.probe.landscape.eta_lo, cfg.probe.landscape.eta_hi) == (0.01, 30.0)
-    assert list(cfg.probe.activations.layers) == [1, 11, 24]
+    assert tuple(cfg.probe.activations.layers) == P.DLN_ACT_LAYERS
 
 
 def _probes_on(cfg: DictConfig) -> set[str]:
@@ -97,10 +98,11 @@ def _variant(cfg: DictConfig) -> str:
 def _theory_mlp(cfg: DictConfig) -> None:
     # Santurkar 2018 Thm 4.1 on Ioffe 2015 Fig. 1's BN net (lr 1.0 as fig1_mnist), shorter run.
     assert cfg.model.hidden == [100, 100, 100] and cfg.model.activation == "sigmoid"
-    assert cfg.data.batch_size == 60 and cfg.optim.lr == 1.0 and cfg.optim.momentum == 0
-    assert cfg.norm.name == "batch" and cfg.trainer.max_steps == 10_000
+    assert cfg.data.batch_size == 60 and cfg.optim.lr == P.THEORY_LR and cfg.optim.momentum == 0
+    assert cfg.norm.name == "batch" and cfg.trainer.max_steps == P.THEORY_STEPS
     assert _probes_on(cfg) == {"theory"}
-    assert list(cfg.probe.theory.layers) == [1, 2, 3] and cfg.probe.theory.every_n_steps == 100
+    assert tuple(cfg.probe.theory.layers) == P.THEORY_LAYERS
+    assert cfg.probe.theory.every_n_steps == 100
 
 
 STANDARD_BN = ("none", "batch")

@@ -23,6 +23,7 @@ from test_ddp import FLOAT64, _run_on_two_ranks
 
 from normlab.config import compose_config
 from normlab.probes import PROBES
+from normlab.results import RUN_FILES
 from normlab.train import run
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "probe"
@@ -54,7 +55,12 @@ def test_every_probe_is_registered_with_a_config_and_its_declarations() -> None:
         module, cls = node["_target_"].rsplit(".", 1)
         assert getattr(importlib.import_module(module), cls) is probe
         assert probe.key == f"probe.{name}" and probe.metrics, name
-        assert isinstance(probe.uses_torch_func, bool) and isinstance(probe.files, tuple)
+    # The files a probe appends to are the ones normlab.results reads, under the probe's metrics.
+    assert set(RUN_FILES) == {f for p in PROBES for f in p.files}
+    for probe in PROBES:
+        for file in probe.files:
+            prefix = RUN_FILES[file][0]
+            assert any(g.startswith(f"{prefix}/") for g in probe.metrics), (probe.key, prefix)
 
 
 def _mlp(tmp_path: Path, *extra: str) -> list[str]:

@@ -7,9 +7,9 @@ seed or evaluation the claim needs is missing, or a run stopped before the claim
 A claim is never computed on partial data, nor on runs of mixed settings (ValueError).
 
 The rules every claim shares live here:
-- the runs a claim compares: by a config column (`select_runs`) or by norm variant and rate
-  (`select_claim_runs`), each holding *every* evaluation of the window that its metric's cadence
-  makes (`needed_evals`; the cadence key comes from the probes' declarations, `cadence_key`);
+- the runs a claim compares, by norm and rate (`select_claim_runs`, on `select_runs`), each
+  holding *every* evaluation of the window that its metric's cadence makes (`needed_evals`; the
+  cadence key comes from the probes' declarations, `cadence_key`);
 - a window declared on the paper's run length and measured on the runs' own (`scaled`);
 - a provisional reading on the seeds there are when some are missing (`provisional`): the verdict
   stays "insufficient data";
@@ -94,7 +94,6 @@ def select_runs(
     claim: Claim,
     by: str,
     groups: Sequence[Hashable],
-    min_evals: int = 1,
     vary: Sequence[str] = ("seed",),
 ) -> dict[tuple[Hashable, int], pd.DataFrame]:
     """The rows each (group, seed) run contributes to `claim`: its metric (glob) within the
@@ -108,8 +107,8 @@ def select_runs(
     beyond `by`, the keys matching a glob of `vary` and bookkeeping keys (paths, logging): a claim
     is measured on one setting. Raises InsufficientData naming every missing piece: a (group, seed)
     with no run, with more than one run (ambiguous: several sweeps mixed), that stopped before
-    the window's end, with no such metric logged, or with fewer than `min_evals` evaluations
-    inside the window."""
+    the window's end, or with no such metric logged. That every evaluation of the window is
+    there is `select_claim_runs`' check (the metric's cadence)."""
     lo, hi = claim.window
     if by not in table.columns or "seed" not in table.columns:
         raise InsufficientData(f"no runs (the table has no {by!r} / 'seed' column)")
@@ -144,14 +143,6 @@ def select_runs(
                 problems.setdefault(f"no {claim.metric} logged", []).append((group, seed))
                 continue
             in_window = rows[(rows["step"] >= lo) & (rows["step"] <= hi)]
-            evals = in_window["step"].nunique()
-            if evals < min_evals:
-                problem = (
-                    f"{evals} evaluation(s) of {claim.metric} in steps {lo}-{hi}, need "
-                    f"{min_evals} (logged steps {rows['step'].min()}-{rows['step'].max()})"
-                )
-                problems.setdefault(problem, []).append((group, seed))
-                continue
             selected[(group, seed)] = in_window
     if problems:
         raise InsufficientData(
@@ -260,11 +251,13 @@ def config_int(rows: pd.DataFrame, key: str) -> int:
     return int(float(value))
 
 
-def needed_evals(rows: pd.DataFrame, claim: Claim, every: str) -> int:
+def needed_evals(rows: pd.DataFrame, claim: Claim, every: str | None = None) -> int:
     """How many evaluations one run (`rows`: its `load_metrics` rows) makes in the claim's window:
-    the steps 0, n, 2n, ... (n: the config's cadence `every`, e.g. `probe.ics.every_n_steps`)
-    from the window's start to its end, or to the run's last trained step (`last_step` - 1) when
-    the window ends where training does. InsufficientData when the config has no cadence."""
+    the steps 0, n, 2n, ... (n: the config's cadence `every`, by default the claim's metric's,
+    `cadence_key`: `probe.ics.every_n_steps`, ...) from the window's start to its end, or to the
+    run's last trained step (`last_step` - 1) when the window ends where training does.
+    InsufficientData when the config has no cadence."""
+    every = every or cadence_key(claim.metric)
     every_n = config_int(rows, every)
     lo, hi = claim.window
     last = rows["last_step"].iloc[0] if "last_step" in rows.columns else None
@@ -280,15 +273,18 @@ def select_claim_runs(
     table: pd.DataFrame,
     claim: Claim,
     variants: Sequence[str],
-    lrs: Sequence[float],
+    lrs: Sequence[float] | None,
     *,
     every: str | None = None,
-) -> dict[tuple[float, Hashable, int], pd.DataFrame]:
-    """`select_runs` by norm variant and rate: per (lr, variant, seed), the run's rows of the
-    claim's metric within its window, the runs chosen by rate (`lrs`) and norm variant, so that a
-    suite's sweep serves as well as the figure's own. Every run must hold every evaluation of
-    the window that the cadence `every` (a config key; default: the metric's, `cadence_key`)
-    makes, `needed_evals`: a claim is never measured on part of it.
+    by: str = VARIANT,
+) -> dict[tuple[float | None, Hashable, int], pd.DataFrame]:
+    """The runs a claim compares: per (lr, variant, seed), the run's rows of the claim's metric
+    within its window, the runs chosen by rate (`lrs`; None: the runs' one rate, whatever it is)
+    and norm variant (column `by`: `norm.variant`, or `norm.name` where the norms have no
+    options), so that a suite's sweep serves as well as the figure's own (`select_runs`). Every
+    run must hold every evaluation of the window that the cadence `every` (a config key;
+    default: the metric's, `cadence_key`) makes, `needed_evals`: a claim is never measured on
+    part of it.
 
     ValueError when the selected runs are not one setting (apart from seed, norm and rate);
     InsufficientData naming every missing (lr, variant, seed) piece otherwise."""
@@ -297,25 +293,34 @@ def select_claim_runs(
         raise InsufficientData(f"no runs (the table has no {', '.join(absent)} column)")
     every = every or cadence_key(claim.metric)
     table = with_variants(table)
-    at_lrs = pd.concat([rate_is(table[LR_COLUMN], lr) for lr in lrs], axis=1).any(axis=1)
-    wanted = table[at_lrs & table[VARIANT].isin(list(variants)) & table["seed"].isin(claim.seeds)]
-    check_one_setting(wanted, vary=VARY, what=f"claim {claim.id}")
-    selected: dict[tuple[float, Hashable, int], pd.DataFrame] = {}
+    if lrs is None:  # one rate: the runs may not differ in it
+        groups, vary = [(None, table)], VARY[:-1]
+    else:
+        # Each run's rate set to the declared one, as the figures do: a rate read back a hair off
+        # (1.0000000000000002e-06) is the same rate.
+        groups = [
+            (lr, table[rate_is(table[LR_COLUMN], lr)].assign(**{LR_COLUMN: lr})) for lr in lrs
+        ]
+        vary = VARY
+    wanted = pd.concat([rows for _, rows in groups])
+    wanted = wanted[wanted[by].isin(list(variants)) & wanted["seed"].isin(claim.seeds)]
+    check_one_setting(wanted, vary=vary, what=f"claim {claim.id}")
+    selected: dict[tuple[float | None, Hashable, int], pd.DataFrame] = {}
     problems = []
     lo, hi = claim.window
-    for lr in lrs:
-        at_lr = table[rate_is(table[LR_COLUMN], lr)]
+    for lr, at_lr in groups:
+        where = "" if lr is None else f"lr {lr:g}: "
         try:
-            sel = select_runs(at_lr, claim, VARIANT, list(variants), vary=("seed", "norm.*"))
+            sel = select_runs(at_lr, claim, by, list(variants), vary=("seed", "norm.*"))
         except InsufficientData as err:
-            problems.append(f"lr {lr:g}: {err}")
+            problems.append(f"{where}{err}")
             continue
         for (v, s), rows in sel.items():
             need = needed_evals(rows, claim, every)
             have = rows["step"].nunique()
             if have < need:
                 problems.append(
-                    f"lr {lr:g}: {VARIANT}={v} seed {s}: {have} evaluation(s) of {claim.metric} "
+                    f"{where}{by}={v} seed {s}: {have} evaluation(s) of {claim.metric} "
                     f"in steps {lo}-{hi}, need {need} ({every}={config_int(rows, every)})"
                 )
             selected[(lr, v, s)] = rows
@@ -370,9 +375,23 @@ def per_seed(
     if alive:
         living = table[table["status"] != "diverged"]
         selected = select_claim_runs(living, claim.part(seeds=alive), (variant,), lrs=(lr,))
-        values |= {
-            int(s): float(r["value"].astype(float).mean()) for (_, _, s), r in selected.items()
-        }
+        for (_, _, s), rows in selected.items():
+            values[int(s)] = float(finite_values(rows, claim).mean())
+    return values
+
+
+def finite_values(rows: pd.DataFrame, claim: Claim) -> np.ndarray:
+    """One run's values (`rows`) of the claim's window, every one finite: a nan or inf there (a
+    walk that overflowed, a cosine of a zero gradient) is undefined, not small or large, and
+    skipping it would measure part of the window; InsufficientData naming the run and how many.
+    (A measure that reads non-finite values on purpose says how: `step_ratios`.)"""
+    values = rows["value"].to_numpy(dtype=float)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise InsufficientData(
+            f"run {rows['run_dir'].iloc[0]}: {bad} non-finite value(s) of {claim.metric} in "
+            f"steps {claim.window[0]}-{claim.window[1]}"
+        )
     return values
 
 

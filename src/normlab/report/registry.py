@@ -30,6 +30,8 @@ def discover() -> dict[str, FigureSpec]:
     when a module's path does not mirror its figure's id, or two modules claim one id."""
     found: dict[str, FigureSpec] = {}
     for paper in pkgutil.iter_modules(normlab.papers.__path__):
+        if not paper.ispkg:
+            continue
         package = importlib.import_module(f"normlab.papers.{paper.name}")
         for info in pkgutil.iter_modules(package.__path__):
             module = importlib.import_module(f"{package.__name__}.{info.name}")

@@ -123,10 +123,10 @@ def select_figure_runs(
     drawn.attrs = dict(table.attrs)
     check_one_setting(drawn, vary=vary, what=figure_id)
     keys = [VARIANT, LR_COLUMN]
-    for (variant, lr), rows in drawn.groupby(keys, sort=False):
+    for (variant, lr), rows in drawn.groupby(keys, sort=False, dropna=False):
         # A norm's own options (eps, momentum) may differ between norms only.
         check_one_setting(rows, vary=["seed"], what=f"{figure_id} ({variant}, lr {lr:g})")
-    counts = drawn.groupby([*keys, "seed"])["run_dir"].nunique()
+    counts = drawn.groupby([*keys, "seed"], dropna=False)["run_dir"].nunique()
     if (counts > 1).any():
         dupes = ", ".join(
             f"{v} lr {lr:g} seed {s}: {c} runs" for (v, lr, s), c in counts[counts > 1].items()
@@ -137,7 +137,7 @@ def select_figure_runs(
         )
     seeds = {
         f"{v} lr {lr:g}": seeds_text(rows["seed"].unique())
-        for (v, lr), rows in drawn.groupby(keys, sort=False)
+        for (v, lr), rows in drawn.groupby(keys, sort=False, dropna=False)
     }
     if len(set(seeds.values())) > 1:
         per_group = ", ".join(f"{g} seeds {s}" for g, s in seeds.items())

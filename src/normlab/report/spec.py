@@ -235,6 +235,20 @@ class FigureSpec:
 
     # --- the plotted numbers and the drawing ---------------------------------------------------
 
+    def __post_init__(self) -> None:
+        # A line without a rate stands for the figure's one rate: in a figure of several rates
+        # it would average them.
+        if self.lrs is not None and len(self.lrs) > 1:
+            vague = [
+                line.label
+                for p in self.panels
+                if isinstance(p, Panel)
+                for line in p.lines()
+                if line.lr is None
+            ]
+            if vague:
+                raise ValueError(f"{self.id}: lines without a rate in a figure of several: {vague}")
+
     def runs(self, table: pd.DataFrame) -> Runs:
         if self.derive is not None:
             table = self.derive(table)

@@ -277,7 +277,8 @@ def test_the_measured_window_is_the_claims(tmp_path: Path) -> None:
 
 
 def test_a_window_with_too_few_evaluations_is_insufficient_data(tmp_path: Path) -> None:
-    """Full-length runs that logged their unit only at step 0: no drift to measure."""
+    """Full-length runs that logged their unit only at step 0: the activation probe's cadence
+    (every 500 steps) puts 100 evaluations in the window's trained steps 0..49999."""
 
     def curves(norm, seed, **kw):
         c = fig1_curves(norm, seed, **kw)
@@ -287,8 +288,8 @@ def test_a_window_with_too_few_evaluations_is_insufficient_data(tmp_path: Path) 
     assert df.loc[HIGHER, "verdict"] == "reproduced"
     assert df.loc[STABLE, "verdict"] == "insufficient data"
     assert (
-        "1 evaluation(s) of act/layer3/unit*/p* in steps 0-50000, need 2"
-        in (df.loc[STABLE, "measured"])
+        "norm.name=none seed 0: 1 evaluation(s) of act/layer3/unit*/p* in steps 0-50000, "
+        "need 100 (probe.activations.every_n_steps=500)" in df.loc[STABLE, "measured"]
     )
 
 

@@ -32,6 +32,7 @@ def test_dln_protocol() -> None:
 def test_vgg_protocol() -> None:
     cfg = _cfg("santurkar2018/vgg_fig4_landscape")
     assert cfg.optim.lr == P.VGG_LR
+    assert (cfg.probe.landscape.eta_lo, cfg.probe.landscape.eta_hi) == P.VGG_ETA_RANGE
     assert cfg.trainer.max_steps == P.VGG_STEPS
     ics = _cfg("santurkar2018/vgg_fig3a_ics").probe.ics
     assert tuple(ics.layers) == P.VGG_ICS_LAYERS

@@ -21,14 +21,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from normlab.papers.ioffe2015.protocol import FIG1_STEPS, LAST_HIDDEN
-from normlab.report.claims import Claim, InsufficientData, Measurement, select_runs, window_note
+from normlab.report.claims import (
+    Claim,
+    InsufficientData,
+    Measurement,
+    finite_values,
+    select_claim_runs,
+    window_note,
+)
 from normlab.report.spec import FigureSpec, Line, Marks, Panel, Runs
 
 FIGURE_ID = "ioffe2015/fig1_mnist"
 NORM_COLUMN = "norm.name"
 NORMS = {"none": "Without BN", "batch": "With BN"}
 NORM_COLORS = {"none": "tab:blue", "batch": "tab:red"}
-VARY = ("seed", "norm.*")  # what the runs a claim compares may differ in (bookkeeping aside)
 ACC = "test/acc"
 UNIT_GLOB = f"act/layer{LAST_HIDDEN}/unit*/p*"
 UNIT_RE = re.compile(rf"^act/layer{LAST_HIDDEN}/unit(\d+)/(p15|p50|p85)$")
@@ -136,13 +142,19 @@ def _first_steps_text(steps: list[int | None]) -> str:
     return text
 
 
+def _select(table: pd.DataFrame, claim: Claim) -> dict[tuple[str, int], pd.DataFrame]:
+    """Per (norm, seed): the run's rows of the claim's metric in its window, every evaluation of
+    it there (`select_claim_runs`: the metric's cadence, at the runs' one rate)."""
+    sel = select_claim_runs(table, claim, list(NORMS), lrs=None, by=NORM_COLUMN)
+    return {(norm, seed): rows for (_, norm, seed), rows in sel.items()}
+
+
 def measure_higher_sooner(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Per seed, the mean over the window's evaluations of acc(BN) - acc(none), same seed paired;
     value: the mean over seeds; passed iff the difference exceeds the threshold in every seed."""
-    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS), vary=VARY)
-    diffs = [
-        sel[("batch", s)]["value"].mean() - sel[("none", s)]["value"].mean() for s in claim.seeds
-    ]
+    sel = _select(table, claim)
+    acc = {key: finite_values(rows, claim).mean() for key, rows in sel.items()}
+    diffs = [acc[("batch", s)] - acc[("none", s)] for s in claim.seeds]
     first = {
         norm: [
             _first_step_at(table, sel[(norm, s)]["run_dir"].iloc[0], TARGET_ACC)
@@ -177,8 +189,7 @@ def _drift(rows: pd.DataFrame) -> float:
 def measure_stable_inputs(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Per seed, drift(none) / drift(BN); value: the mean ratio; passed iff the ratio reaches the
     threshold in every seed."""
-    # Two evaluations at least: one point has no drift to compare.
-    sel = select_runs(table, claim, NORM_COLUMN, list(NORMS), min_evals=2, vary=VARY)
+    sel = _select(table, claim)
     drift = {norm: [_drift(sel[(norm, s)]) for s in claim.seeds] for norm in NORMS}
     ratios = []
     for d_none, d_bn in zip(drift["none"], drift["batch"], strict=True):

@@ -40,7 +40,6 @@ CURVE = "landscape_curve/grad_diff"  # landscape.csv's grad_diff (normlab.result
 # Read, not plotted: every run logs it, so a run without landscape.csv stays in the table and is
 # named as such (a run with no row at all would drop out of the table unseen).
 LOSS = "train/loss"
-EVERY = "probe.landscape.every_n_steps"  # the landscape probe's cadence (run config)
 NUM_ETAS = "probe.landscape.num_etas"  # its grid of step sizes (run config)
 
 
@@ -68,7 +67,7 @@ def measure_bn_smaller_grad_change(table: pd.DataFrame, claim: Claim) -> Measure
     fraction reaches the threshold. InsufficientData unless both runs of every seed hold every
     probed step of the window (`needed_evals`) at every step size of the grid
     (`probe.landscape.num_etas`)."""
-    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=(DLN_LR,), every=EVERY)
+    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=(DLN_LR,))
     fractions, points, bad = [], [], {"none": 0, "batch": 0}
     short = []
     for seed in claim.seeds:
@@ -77,9 +76,7 @@ def measure_bn_smaller_grad_change(table: pd.DataFrame, claim: Claim) -> Measure
         bn = curve_rows(runs["batch"], CURVE, "eta")[["step", "eta", "value"]]
         paired = std.merge(bn, on=["step", "eta"], suffixes=("_std", "_bn"))
         # Every probed step of the window, each at every step size of the grid, in both runs.
-        need = max(
-            needed_evals(rows, claim, EVERY) * config_int(rows, NUM_ETAS) for rows in runs.values()
-        )
+        need = max(needed_evals(rows, claim) * config_int(rows, NUM_ETAS) for rows in runs.values())
         if len(paired) < need:
             short.append(
                 f"seed {seed}: {len(paired)} (step, eta) point(s) in both runs' {FILE} in steps "

@@ -40,7 +40,6 @@ LRS = (DLN_LR, DLN_LR_SLOW)
 LAYER_STYLES = dict(zip(DLN_ICS_LAYERS, ("-", "--"), strict=True))
 LOSS = "train/loss"
 COS_GLOB = "ics/layer*/cos"
-EVERY = "probe.ics.every_n_steps"  # the ICS probe's cadence (run config)
 
 
 def ics_metric(layer: int, stat: str) -> str:
@@ -95,7 +94,7 @@ def _layer_means(
     read as either it would decide the claim by a convention, and left out, the mean would cover
     part of the window only. So the claim has no verdict on such runs rather than one that fails:
     the ICS did not fail to be what the paper says, it was not measured."""
-    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=LRS, every=EVERY)
+    sel = select_claim_runs(table, claim, STANDARD_BN, lrs=LRS)
     lo, hi = claim.window
     means: dict[tuple[float, str, int, int], float] = {}
     missing, nonfinite = [], []
@@ -103,7 +102,7 @@ def _layer_means(
         run = rows["run_dir"].iloc[0]
         # The claim's metric is the cosine; the l2 of the same runs and window comes from the table.
         source = rows if stat == "cos" else table[table["run_dir"] == run]
-        need = needed_evals(rows, claim, EVERY)
+        need = needed_evals(rows, claim)
         for layer in DLN_ICS_LAYERS:
             metric = ics_metric(layer, stat)
             values = source.loc[

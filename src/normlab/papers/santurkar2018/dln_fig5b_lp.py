@@ -24,7 +24,7 @@ from normlab.papers.santurkar2018.protocol import (
     LP_VARIANTS,
 )
 from normlab.report import Claim, FigureSpec, Line, Measurement, Panel
-from normlab.report.claims import select_claim_runs, window_note
+from normlab.report.claims import finite_values, select_claim_runs, window_note
 from normlab.report.runs import COLORS, LABELS, lr_text, model_text
 
 ID = "santurkar2018/dln_fig5b_lp"
@@ -35,7 +35,9 @@ def _final_losses(table: pd.DataFrame, claim: Claim, variants: tuple[str, ...]) 
     """Per (variant, seed), lr 1e-6 runs: the mean training loss over the claim's window (the end
     of training); and the selected rows."""
     sel = select_claim_runs(table, claim, variants, lrs=(DLN_LR,))
-    return {(v, s): float(rows["value"].mean()) for (_, v, s), rows in sel.items()}, sel
+    return {
+        (v, s): float(finite_values(rows, claim).mean()) for (_, v, s), rows in sel.items()
+    }, sel
 
 
 def measure_lp_like_bn(table: pd.DataFrame, claim: Claim) -> Measurement:

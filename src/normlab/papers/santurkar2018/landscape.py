@@ -29,7 +29,6 @@ from normlab.report.claims import (
 from normlab.report.runs import COLORS, LABELS
 from normlab.report.spec import Line, Panel, Shade
 
-EVERY = "probe.landscape.every_n_steps"  # the landscape probe's cadence (run config)
 LOSS_BAND = ("landscape/loss_min", "landscape/loss_max")
 
 # A DLN landscape panel: quantity -> (title, y label, metrics: (min, max) for a band over eta,
@@ -115,7 +114,7 @@ def measure_smaller_than_standard(
     InsufficientData when a run lacks a probed step of the window (`needed_evals`)."""
 
     def measure(table: pd.DataFrame, claim: Claim) -> Measurement:
-        sel = select_claim_runs(table, claim, ("none", *variants), lrs=(lr,), every=EVERY)
+        sel = select_claim_runs(table, claim, ("none", *variants), lrs=(lr,))
         per_step = {(v, s): _per_step(rows, quantity) for (_, v, s), rows in sel.items()}
         medians: dict[str, list[float]] = {v: [] for v in variants}
         both_blown = dict.fromkeys(variants, 0)
@@ -125,7 +124,7 @@ def measure_smaller_than_standard(
                 paired = pd.concat(
                     {"std": per_step[("none", s)], "norm": per_step[(v, s)]}, axis=1, join="inner"
                 )
-                need = max(needed_evals(sel[(lr, n, s)], claim, EVERY) for n in ("none", v))
+                need = max(needed_evals(sel[(lr, n, s)], claim) for n in ("none", v))
                 if len(paired) < need:
                     short.append(
                         f"{LABELS[v]} seed {s}: {MEASURED[quantity]} at {len(paired)} probed "

@@ -30,6 +30,7 @@ VGG_ICS_LAYERS = (5, 10)  # Fig. 3(a)
 VGG_HIST_LAYER = 11  # Fig. 6
 VGG_FIG1_LAYERS = (3, 11)  # Fig. 1(c): the activations' percentiles
 VGG_NOISY_LAYERS = (2, 9, 13)  # Fig. 2 and Fig. 8
+VGG_ETA_RANGE = (0.5, 4.0)  # App. A.2.2: the landscape walk's eta in [0.5, 4] x lr
 VGG_UNIT = (11, 0)  # Fig. 1(c): "a randomly chosen activation", channel 0 of layer #11
 
 # --- Sec. 4 on the Ioffe 2015 Fig. 1 MLP with BN (santurkar2018/theory_mlp) ---------------------------

@@ -52,7 +52,6 @@ from normlab.report.spec import FigureSpec, Line, Marks, Panel, Runs
 
 THEORY_ID = "santurkar2018/theory_mlp"
 BATCH = "data.batch_size"  # m of Thm 4.1 (the MLP's units normalise over the batch)
-EVERY = "probe.theory.every_n_steps"  # the probe's cadence (run config)
 THEORY_GLOB = "theory/layer*/*"
 WINDOW = (1000, THEORY_STEPS)  # "after step 1,000", to the preset's last step
 REMOVED_MIN = 0.10  # claim (a)'s threshold, see CLAIMS
@@ -304,11 +303,11 @@ def window_means(
     of the window (`needed_evals`, from `probe.theory.every_n_steps`), or logged a non-finite
     value there (an all-zero upstream gradient: the share is undefined, so no verdict)."""
     values_of = logged(quantity) if values_of is None else values_of
-    sel = select_claim_runs(table, claim, ("batch",), lrs=(THEORY_LR,), every=EVERY)
+    sel = select_claim_runs(table, claim, ("batch",), lrs=(THEORY_LR,))
     means: dict[tuple[int, int], float] = {}
     problems = []
     for (_, _, seed), rows in sel.items():
-        need = needed_evals(rows, claim, EVERY)
+        need = needed_evals(rows, claim)
         for layer in THEORY_LAYERS:
             values = values_of(rows, layer)
             where = f"layer #{layer} seed {seed}"

@@ -25,21 +25,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from normlab.papers.santurkar2018.protocol import VGG_LR, VGG_NOISY_LAYERS, VGG_STEPS
-from normlab.report.claims import Claim, Measurement, per_seed, seeds_mean
+from normlab.papers.santurkar2018.landscape import measure_smaller_than_standard
+from normlab.papers.santurkar2018.protocol import VGG_ETA_RANGE, VGG_LR, VGG_STEPS
+from normlab.report.claims import Claim, Measurement, per_seed, provisional, seeds_mean
 from normlab.report.runs import COLORS, LABELS
 from normlab.report.spec import Line, Panel
 
 STATUSES = ("finished", "diverged")  # the runs a VGG figure draws
 SEEDS = (0, 1, 2)
-FINAL = (14_000, VGG_STEPS)  # the last 1/15 of training
-EARLY = (0, 5_000)  # the first third: where the paper reports the landscape gap
+FINAL = (VGG_STEPS - VGG_STEPS // 15, VGG_STEPS)  # the last 1/15 of training: 14,000-15,000
+EARLY = (0, VGG_STEPS // 3)  # the first third (0-5,000): where the paper reports the landscape gap
 WHOLE = (0, VGG_STEPS)
 ACC_TRAIN = "train/acc"
 ACC_TEST = "test/acc"
-NOISY_LAYERS = VGG_NOISY_LAYERS  # the layers of Fig. 2 and Fig. 8
 PERCENTILES = (("p15", "15%", ":"), ("p50", "50%", "-"), ("p85", "85%", "--"))
 LEGEND_ROOM = 0.4  # below a percentile panel's lines, as a fraction of their range
+# The landscape walk's step sizes, as multiples of the rate (the titles say them).
+ETA_TEXT = f"eta in [{VGG_ETA_RANGE[0]:g}, {VGG_ETA_RANGE[1]:g}] x lr"
 
 
 # --- panels ------------------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def percentile_panels(
 
 
 def layer_percentile_panels(layers: tuple[int, ...], variants: tuple[str, ...]) -> list[Panel]:
-    """Per layer and norm: the percentiles of all the layer's activations, at lr 0.1."""
+    """Per layer and norm: the percentiles of all the layer's activations, at `VGG_LR`."""
     return [
         panel
         for layer in layers
@@ -127,8 +129,8 @@ def layer_percentile_panels(layers: tuple[int, ...], variants: tuple[str, ...]) 
 
 
 def landscape_panels(variants: tuple[str, ...]) -> list[Panel]:
-    """Fig. 4 / 12: along the gradient, eta in [0.5, 4] x lr, at lr 0.1: (a) the loss's max and
-    min, (b) the gradient's change's max and min, (c) the effective beta-smoothness. The
+    """Fig. 4 / 12: along the gradient (eta over `VGG_ETA_RANGE` x lr), at `VGG_LR`: (a) the loss's
+    max and min, (b) the gradient's change's max and min, (c) the effective beta-smoothness. The
     legend names each norm once: its max line solid, its min dashed (the title says so)."""
 
     def two(metric: str) -> tuple[Line, ...]:
@@ -180,6 +182,27 @@ def seed_mean(
     return seeds_mean(per_seed(table, claim, variant, lr, metric))
 
 
+def ratio(x: float, standard: float) -> float:
+    """x / standard, a zero standard read as `normlab.report.claims.step_ratios` reads it: 0 / 0
+    is 1 (equal values), x / 0 is +inf for x > 0 (-inf for x < 0), where Python's division would
+    raise ZeroDivisionError out of `evaluate_claims`. Any other value divides as before."""
+    if standard == 0:
+        return 1.0 if x == 0 else float(np.sign(x) * np.inf)
+    return x / standard
+
+
+def gap_to_bn(
+    table: pd.DataFrame, claim: Claim, variants: tuple[str, ...], shown: tuple[str, ...], what: str
+) -> Measurement:
+    """The worst of `variants`' mean accuracy (the claim's metric) over the window minus BN's;
+    passed iff at least minus the threshold. The detail: `what`, then each of `shown`'s (which
+    holds BN and `variants`) accuracy."""
+    acc = {v: seed_mean(table, claim, v) for v in shown}
+    gap = min(acc[v] for v in variants) - acc["batch"]
+    detail = ", ".join(f"{LABELS[v]} {pct(a)}" for v, a in acc.items())
+    return Measurement(gap, f"{what} {detail}", bool(gap >= -claim.threshold))
+
+
 DRIFTS = ("mean_drift", "var_drift")  # of the per-unit means and variances, from step 0
 CHANGES = ("mean_change", "var_change")  # from the previous probe
 
@@ -203,7 +226,7 @@ def drift_ratios(
         }
         for v in ("none", *variants)
     }
-    ratios = [d[v][q] / d["none"][q] for v in variants for q in quantities]
+    ratios = [ratio(d[v][q], d["none"][q]) for v in variants for q in quantities]
     layer_text = "/".join(f"#{i}" for i in layers)
     detail = f"layer(s) {layer_text}, mean over probes: " + "; ".join(
         f"{q} " + ", ".join(f"{LABELS[v]} {d[v][q]:.3g}" for v in d) for q in quantities
@@ -220,3 +243,28 @@ LANDSCAPE = {
     "beta": ("beta_eff", "The effective beta-smoothness", "landscape/beta_eff"),
 }
 LANDSCAPE_THRESHOLD = 10.0
+
+
+def landscape_claims(
+    figure: str, prefix: str, variants: tuple[str, ...], whose: str, paper_says: str
+) -> tuple[Claim, ...]:
+    """Fig. 4 / 12's claims, one per `LANDSCAPE` key (id `<prefix>_<key>`): the standard net's
+    quantity is at least `LANDSCAPE_THRESHOLD` x each of `variants`' (`whose`, in the claim's
+    text) over `EARLY`, at `VGG_LR` (`landscape.measure_smaller_than_standard`)."""
+    return tuple(
+        Claim(
+            id=f"{prefix}_{key}",
+            figure=figure,
+            claim=f"{what} of the standard net is at least {LANDSCAPE_THRESHOLD:g}x {whose} (per "
+            "seed, median over the probed steps of the first third of training of the per-step "
+            "ratio)",
+            paper_says=paper_says,
+            metric=metric,
+            window=EARLY,
+            threshold=LANDSCAPE_THRESHOLD,
+            seeds=SEEDS,
+            measure=provisional(measure_smaller_than_standard(quantity, variants, lr=VGG_LR)),
+            paper_steps=VGG_STEPS,
+        )
+        for key, (quantity, what, metric) in LANDSCAPE.items()
+    )

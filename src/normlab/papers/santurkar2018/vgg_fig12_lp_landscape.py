@@ -9,44 +9,24 @@ third of training of the per-step ratio: `landscape.measure_smaller_than_standar
 
 from __future__ import annotations
 
-from normlab.papers.santurkar2018.landscape import measure_smaller_than_standard
-from normlab.papers.santurkar2018.protocol import (
-    ALL_NORMS,
-    LP_VARIANTS,
-    VGG_LR,
-    VGG_STEPS,
-    VGG_SUITE,
-)
+from normlab.papers.santurkar2018.protocol import ALL_NORMS, LP_VARIANTS, VGG_LR, VGG_SUITE
 from normlab.papers.santurkar2018.vgg import (
-    EARLY,
-    LANDSCAPE,
-    LANDSCAPE_THRESHOLD,
-    SEEDS,
     STATUSES,
     acc_panels,
+    landscape_claims,
     landscape_panels,
 )
-from normlab.report.claims import Claim, provisional
 from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec
 
 ID = "santurkar2018/vgg_fig12_lp_landscape"
 
-CLAIMS = tuple(
-    Claim(
-        id=f"santurkar2018/vgg_fig12_lp_smoother_{key}",
-        figure=ID,
-        claim=f"{what} of the standard net is at least 10x each l_p net's (per seed, median over "
-        "the probed steps of the first third of training of the per-step ratio)",
-        paper_says="Sec. 3.3, Fig. 12: l_p normalisations smooth the landscape as BN does",
-        metric=metric,
-        window=EARLY,
-        threshold=LANDSCAPE_THRESHOLD,
-        seeds=SEEDS,
-        measure=provisional(measure_smaller_than_standard(quantity, LP_VARIANTS, lr=VGG_LR)),
-        paper_steps=VGG_STEPS,
-    )
-    for key, (quantity, what, metric) in LANDSCAPE.items()
+CLAIMS = landscape_claims(
+    ID,
+    "santurkar2018/vgg_fig12_lp_smoother",
+    LP_VARIANTS,
+    "each l_p net's",
+    "Sec. 3.3, Fig. 12: l_p normalisations smooth the landscape as BN does",
 )
 
 FIGURE = FigureSpec(

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from normlab.papers.santurkar2018.protocol import NOISY, VGG_LR, VGG_STEPS, VGG_SUITE
+from normlab.papers.santurkar2018.protocol import (
+    NOISY,
+    VGG_LR,
+    VGG_NOISY_LAYERS,
+    VGG_STEPS,
+    VGG_SUITE,
+)
 from normlab.papers.santurkar2018.vgg import (
     ACC_TRAIN,
     FINAL,
-    NOISY_LAYERS,
     SEEDS,
     STATUSES,
     acc_panels,
+    gap_to_bn,
     layer_percentile_panels,
     norm_lines,
-    pct,
-    seed_mean,
 )
 from normlab.report.claims import Claim, Measurement, provisional
-from normlab.report.runs import LABELS, model_text
+from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec, Panel
 
 ID = "santurkar2018/vgg_fig2_noisy"
@@ -35,10 +39,7 @@ ID = "santurkar2018/vgg_fig2_noisy"
 def measure_noisy_like_bn(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Noisy BN's mean training accuracy over the window minus BN's; passed iff above minus the
     threshold."""
-    acc = {v: seed_mean(table, claim, v) for v in NOISY}
-    detail = ", ".join(f"{LABELS[v]} {pct(a)}" for v, a in acc.items())
-    gap = acc["noisy_batch"] - acc["batch"]
-    return Measurement(gap, f"train acc {detail}", bool(gap >= -claim.threshold))
+    return gap_to_bn(table, claim, ("noisy_batch",), NOISY, "train acc")
 
 
 CLAIMS = (
@@ -64,7 +65,7 @@ FIGURE = FigureSpec(
     panels=(
         *acc_panels(NOISY),
         Panel("test loss", "test loss", norm_lines("test/loss", NOISY), yscale="log"),
-        *layer_percentile_panels(NOISY_LAYERS, NOISY),
+        *layer_percentile_panels(VGG_NOISY_LAYERS, NOISY),
     ),
     claims=CLAIMS,
     ncols=3,

@@ -25,6 +25,7 @@ from normlab.papers.santurkar2018.vgg import (
     STATUSES,
     WHOLE,
     norm_lines,
+    ratio,
     seed_mean,
 )
 from normlab.report.claims import Claim, Measurement, provisional
@@ -88,7 +89,8 @@ def measure_bn_cos_not_higher(table: pd.DataFrame, claim: Claim) -> Measurement:
 def measure_bn_l2_not_smaller(table: pd.DataFrame, claim: Claim) -> Measurement:
     """The smallest BN / standard ratio of mean ||G - G'||_2; passed iff at least the threshold."""
     m = _ics_means(table, claim, "l2")
-    ratios = {(lr, i): m[(lr, i, "batch")] / m[(lr, i, "none")] for lr, i in POINTS}
+    # A standard net's mean of 0 reads as `step_ratios` does (`ratio`): 0 / 0 is 1, x / 0 is inf.
+    ratios = {(lr, i): ratio(m[(lr, i, "batch")], m[(lr, i, "none")]) for lr, i in POINTS}
     detail = "; ".join(f"lr {lr:g} #{i}: x{r:.3g}" for (lr, i), r in ratios.items())
     worst = min(ratios.values())
     return Measurement(

@@ -10,43 +10,29 @@ training of the per-step ratio: `landscape.measure_smaller_than_standard`).
 
 from __future__ import annotations
 
-from normlab.papers.santurkar2018.landscape import measure_smaller_than_standard
-from normlab.papers.santurkar2018.protocol import STANDARD_BN, VGG_LR, VGG_STEPS, VGG_SUITE
+from normlab.papers.santurkar2018.protocol import STANDARD_BN, VGG_LR, VGG_SUITE
 from normlab.papers.santurkar2018.vgg import (
-    EARLY,
-    LANDSCAPE,
-    LANDSCAPE_THRESHOLD,
-    SEEDS,
+    ETA_TEXT,
     STATUSES,
+    landscape_claims,
     landscape_panels,
 )
-from normlab.report.claims import Claim, provisional
 from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec
 
 ID = "santurkar2018/vgg_fig4_landscape"
 
-CLAIMS = tuple(
-    Claim(
-        id=f"santurkar2018/vgg_fig4_bn_smoother_{key}",
-        figure=ID,
-        claim=f"{what} of the standard net is at least 10x BN's (per seed, median over the "
-        "probed steps of the first third of training of the per-step ratio)",
-        paper_says="Sec. 3.2, Fig. 4: BN's landscape is far smoother, close to 100x early in "
-        "training",
-        metric=metric,
-        window=EARLY,
-        threshold=LANDSCAPE_THRESHOLD,
-        seeds=SEEDS,
-        measure=provisional(measure_smaller_than_standard(quantity, ("batch",), lr=VGG_LR)),
-        paper_steps=VGG_STEPS,
-    )
-    for key, (quantity, what, metric) in LANDSCAPE.items()
+CLAIMS = landscape_claims(
+    ID,
+    "santurkar2018/vgg_fig4_bn_smoother",
+    ("batch",),
+    "BN's",
+    "Sec. 3.2, Fig. 4: BN's landscape is far smoother, close to 100x early in training",
 )
 
 FIGURE = FigureSpec(
     id=ID,
-    title="Santurkar 2018 Fig. 4: VGG loss landscape along the gradient, eta in [0.5, 4] x lr",
+    title=f"Santurkar 2018 Fig. 4: VGG loss landscape along the gradient, {ETA_TEXT}",
     variants=STANDARD_BN,
     lrs=(VGG_LR,),
     panels=tuple(landscape_panels(STANDARD_BN)),

@@ -21,11 +21,10 @@ from normlab.papers.santurkar2018.vgg import (
     SEEDS,
     STATUSES,
     acc_panels,
-    pct,
-    seed_mean,
+    gap_to_bn,
 )
 from normlab.report.claims import Claim, Measurement, provisional
-from normlab.report.runs import LABELS, model_text
+from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec
 
 ID = "santurkar2018/vgg_fig5a_lp"
@@ -35,10 +34,7 @@ ID = "santurkar2018/vgg_fig5a_lp"
 def measure_lp_like_bn(table: pd.DataFrame, claim: Claim) -> Measurement:
     """The worst l_p net's mean test accuracy over the window minus BN's; passed iff above minus
     the threshold."""
-    acc = {v: seed_mean(table, claim, v) for v in ("batch", *LP_VARIANTS)}
-    gap = min(acc[v] for v in LP_VARIANTS) - acc["batch"]
-    detail = ", ".join(f"{LABELS[v]} {pct(a)}" for v, a in acc.items())
-    return Measurement(gap, f"test acc {detail}", bool(gap >= -claim.threshold))
+    return gap_to_bn(table, claim, LP_VARIANTS, ("batch", *LP_VARIANTS), "test acc")
 
 
 CLAIMS = (

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from normlab.papers.santurkar2018.protocol import NOISY, VGG_LR, VGG_STEPS, VGG_SUITE
+from normlab.papers.santurkar2018.protocol import (
+    NOISY,
+    VGG_LR,
+    VGG_NOISY_LAYERS,
+    VGG_STEPS,
+    VGG_SUITE,
+)
 from normlab.papers.santurkar2018.vgg import (
     CHANGES,
     DRIFTS,
-    NOISY_LAYERS,
     SEEDS,
     STATUSES,
     WHOLE,
@@ -27,7 +32,7 @@ from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec, Panel
 
 ID = "santurkar2018/vgg_fig8_moments"
-LAYERS_TEXT = ", ".join(f"#{i}" for i in NOISY_LAYERS)
+LAYERS_TEXT = ", ".join(f"#{i}" for i in VGG_NOISY_LAYERS)
 QUANTITIES = (
     ("mean_change", "mean change between probes"),
     ("var_change", "variance change between probes"),
@@ -39,13 +44,13 @@ QUANTITIES = (
 @provisional
 def measure_noisy_less_stable(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Noisy BN's drift from step 0 over the standard net's, the smaller of mean and variance."""
-    return drift_ratios(table, claim, ("noisy_batch",), NOISY_LAYERS, DRIFTS)
+    return drift_ratios(table, claim, ("noisy_batch",), VGG_NOISY_LAYERS, DRIFTS)
 
 
 @provisional
 def measure_noisy_moves_more(table: pd.DataFrame, claim: Claim) -> Measurement:
     """Noisy BN's change between probes over the standard net's, the smaller of the two."""
-    return drift_ratios(table, claim, ("noisy_batch",), NOISY_LAYERS, CHANGES)
+    return drift_ratios(table, claim, ("noisy_batch",), VGG_NOISY_LAYERS, CHANGES)
 
 
 CLAIMS = (
@@ -94,7 +99,7 @@ FIGURE = FigureSpec(
             norm_lines(f"act/layer{layer}/{q}", NOISY),
             yscale="log",
         )
-        for layer in NOISY_LAYERS
+        for layer in VGG_NOISY_LAYERS
         for q, title in QUANTITIES
     ),
     claims=CLAIMS,
