@@ -174,10 +174,14 @@ def test_verdicts_follow_the_measurement() -> None:
 
 
 def test_claims_markdown_is_a_github_table() -> None:
-    claims = [_claim(id="a|b", measure=lambda t, c: Measurement(1.0, "x | y\nz", True))]
-    md = claims_markdown(evaluate_claims(claims, pd.DataFrame()))
+    def measure(table, claim):
+        return Measurement(1.0, "x | y\nz", True, per_seed={0: 1.5, 1: 0.5, 2: 1.0})
+
+    md = claims_markdown(evaluate_claims([_claim(id="a|b", measure=measure)], pd.DataFrame()))
     lines = md.strip().splitlines()
-    assert lines[0] == "| id | claim | paper says | measured | verdict |"
-    assert lines[1] == "|---|---|---|---|---|"
-    assert lines[2] == "| a\\|b | c | p | x \\| y z | reproduced |"
+    assert lines[0] == "| id | claim | paper says | measured | per seed | interval | verdict |"
+    assert lines[1] == "|---|---|---|---|---|---|---|"
+    assert (
+        lines[2] == "| a\\|b | c | p | x \\| y z | 0: 1.5, 1: 0.5, 2: 1 | 0.5..1.5 | reproduced |"
+    )
     assert len(lines) == 3

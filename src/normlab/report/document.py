@@ -57,6 +57,8 @@ CLAIMS_COLUMNS = [
     "claim",
     "paper_says",
     "measured",
+    "per_seed",
+    "interval",
     "seeds",
     "scale",
     "verdict",
@@ -273,7 +275,10 @@ def _claim_rows(
                 "claim": claim.claim,
                 "paper_says": claim.paper_says,
                 "measured": got["measured"] if got is not None else why,
-                "seeds": result.seeds,
+                # the measured quantity seed by seed and its spread (normlab.report.claims)
+                "per_seed": got["per seed"] if got is not None else "",
+                "interval": got["interval"] if got is not None else "",
+                "seeds": (got["seeds"] if got is not None and got["seeds"] else result.seeds),
                 "scale": result.scale,
                 "verdict": got["verdict"] if got is not None else INSUFFICIENT,
                 "value": got["value"] if got is not None else float("nan"),
@@ -425,9 +430,10 @@ class Report:
             rel = Path(os.path.relpath(f.png, out_dir)).as_posix()
             lines += [f"![{f.spec.id}]({rel})", ""]
         if len(f.claims):
-            columns = ["claim_id", "claim", "paper_says", "measured", "verdict"]
-            lines.append("| id | claim | paper says | measured | verdict |")
-            lines.append("|---|---|---|---|---|")
+            columns = ["claim_id", "claim", "paper_says", "measured", "per_seed", "interval"]
+            columns.append("verdict")
+            lines.append("| id | claim | paper says | measured | per seed | interval | verdict |")
+            lines.append("|---|---|---|---|---|---|---|")
             for _, row in f.claims.iterrows():
                 lines.append("| " + " | ".join(_md_cell(row[c]) for c in columns) + " |")
             lines.append("")
@@ -556,11 +562,10 @@ def _html_figure(f: FigureResult) -> str:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")
         parts.append(f'<img alt="{e(f.spec.id)}" src="data:image/png;base64,{data}">')
     if len(f.claims):
-        columns = ["claim_id", "claim", "paper_says", "measured", "verdict"]
+        columns = ["claim_id", "claim", "paper_says", "measured", "per_seed", "interval", "verdict"]
         rows = [[row[c] for c in columns] for _, row in f.claims.iterrows()]
-        parts.append(
-            _html_table(["id", "claim", "paper says", "measured", "verdict"], rows, verdict=4)
-        )
+        header = ["id", "claim", "paper says", "measured", "per seed", "interval", "verdict"]
+        parts.append(_html_table(header, rows, verdict=6))
     else:
         parts.append("<p>No declared claims.</p>")
     return "\n".join(parts)

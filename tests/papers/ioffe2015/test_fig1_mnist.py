@@ -227,7 +227,17 @@ def test_the_figure_has_its_two_claims_fixed() -> None:
 
 def test_bn_clearly_better_is_reproduced(tmp_path: Path) -> None:
     df = evaluate(fig1_sweep(tmp_path / "sweep", bn_better=True))
-    assert list(df.columns) == ["claim", "paper says", "measured", "verdict", "value"]
+    assert list(df.columns) == [
+        "claim",
+        "paper says",
+        "measured",
+        "verdict",
+        "value",
+        "seeds",
+        "per seed",
+        "interval",
+    ]
+    assert df.loc[HIGHER, "seeds"] == "0/1/2" and df.loc[HIGHER, "per seed"].startswith("0: ")
     assert df.loc[HIGHER, "verdict"] == "reproduced"
     assert df.loc[STABLE, "verdict"] == "reproduced"
     # The measured value, recomputed here: mean over seeds of the paired window means.

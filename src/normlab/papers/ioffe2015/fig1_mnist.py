@@ -170,7 +170,12 @@ def measure_higher_sooner(table: pd.DataFrame, claim: Claim) -> Measurement:
         f"none {_first_steps_text(first['none'])}; {window_note(claim, sel.values())}"
     )
     passed = all(d > claim.threshold for d in diffs)
-    return Measurement(value=float(np.mean(diffs)), detail=detail, passed=passed)
+    return Measurement(
+        value=float(np.mean(diffs)),
+        detail=detail,
+        passed=passed,
+        per_seed=dict(zip(claim.seeds, map(float, diffs), strict=True)),
+    )
 
 
 def _drift(rows: pd.DataFrame) -> float:
@@ -206,7 +211,12 @@ def measure_stable_inputs(table: pd.DataFrame, claim: Claim) -> Measurement:
         f"{window_note(claim, sel.values())}"
     )
     passed = all(r >= claim.threshold for r in ratios)
-    return Measurement(value=float(np.mean(ratios)), detail=detail, passed=passed)
+    return Measurement(
+        value=float(np.mean(ratios)),
+        detail=detail,
+        passed=passed,
+        per_seed=dict(zip(claim.seeds, map(float, ratios), strict=True)),
+    )
 
 
 CLAIMS = (

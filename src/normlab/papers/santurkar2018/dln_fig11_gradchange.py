@@ -102,7 +102,12 @@ def measure_bn_smaller_grad_change(table: pd.DataFrame, claim: Claim) -> Measure
         )
     detail += f"; {window_note(claim, sel.values())}"
     worst = min(fractions)
-    return Measurement(value=worst, detail=detail, passed=worst >= claim.threshold)
+    return Measurement(
+        value=worst,
+        detail=detail,
+        passed=worst >= claim.threshold,
+        per_seed=dict(zip(claim.seeds, fractions, strict=True)),
+    )
 
 
 CLAIMS = [

@@ -369,7 +369,9 @@ def bound_measure(
             f"{'at or above' if at_least else 'below'} {fmt(claim.threshold)}; "
             f"{window_note(claim, sel.values())}"
         )
-        return Measurement(value=worst, detail=detail, passed=passed)
+        pick = min if at_least else max  # each seed's worst layer, as `worst` is over all
+        per_seed = {s: pick(means[(layer, s)] for layer in THEORY_LAYERS) for s in claim.seeds}
+        return Measurement(value=worst, detail=detail, passed=passed, per_seed=per_seed)
 
     return measure
 

@@ -196,11 +196,16 @@ def gap_to_bn(
 ) -> Measurement:
     """The worst of `variants`' mean accuracy (the claim's metric) over the window minus BN's;
     passed iff at least minus the threshold. The detail: `what`, then each of `shown`'s (which
-    holds BN and `variants`) accuracy."""
-    acc = {v: seed_mean(table, claim, v) for v in shown}
+    holds BN and `variants`) accuracy. Per seed: that seed's gap of the deciding variant."""
+    runs = {v: per_seed(table, claim, v, VGG_LR) for v in shown}
+    acc = {v: seeds_mean(runs[v]) for v in shown}
     gap = min(acc[v] for v in variants) - acc["batch"]
     detail = ", ".join(f"{LABELS[v]} {pct(a)}" for v, a in acc.items())
-    return Measurement(gap, f"{what} {detail}", bool(gap >= -claim.threshold))
+    # Per seed, the gap of the variant that decides (the lowest mean: `gap`'s), so that `gap`,
+    # their mean, lies among them; a diverged seed's -inf accuracy stays -inf (+inf for BN's).
+    worst = min(variants, key=lambda v: acc[v])
+    gaps = {s: runs[worst][s] - runs["batch"][s] for s in claim.seeds}
+    return Measurement(gap, f"{what} {detail}", bool(gap >= -claim.threshold), per_seed=gaps)
 
 
 DRIFTS = ("mean_drift", "var_drift")  # of the per-unit means and variances, from step 0
@@ -216,14 +221,15 @@ def drift_ratios(
 ) -> Measurement:
     """Each of `variants`' moment shifts (`quantities`, per quantity the mean over `layers` of the
     seed-mean of `act/layer<i>/<quantity>`) over the standard net's; value: the smallest ratio,
-    passed iff every ratio reaches the threshold."""
+    passed iff every ratio reaches the threshold. Per seed: that seed's ratio of the deciding
+    (variant, quantity)."""
+    runs = {  # (variant, quantity) -> per layer, `per_seed`'s {seed: mean over the window}
+        (v, q): [per_seed(table, claim, v, VGG_LR, f"act/layer{i}/{q}") for i in layers]
+        for v in ("none", *variants)
+        for q in quantities
+    }
     d = {
-        v: {
-            q: float(
-                np.mean([seed_mean(table, claim, v, VGG_LR, f"act/layer{i}/{q}") for i in layers])
-            )
-            for q in quantities
-        }
+        v: {q: float(np.mean([seeds_mean(r) for r in runs[(v, q)]])) for q in quantities}
         for v in ("none", *variants)
     }
     ratios = [ratio(d[v][q], d["none"][q]) for v in variants for q in quantities]
@@ -232,7 +238,15 @@ def drift_ratios(
         f"{q} " + ", ".join(f"{LABELS[v]} {d[v][q]:.3g}" for v in d) for q in quantities
     )
     worst = min(ratios)
-    return Measurement(worst, detail, bool(worst >= claim.threshold))
+    # Per seed, the ratio of the (variant, quantity) that decides (`worst`'s), each seed's mean
+    # over `layers`: `worst`, a ratio of their means over seeds, lies among them.
+    at_v, at_q = [(v, q) for v in variants for q in quantities][ratios.index(worst)]
+
+    def seed_d(v: str, s: int) -> float:
+        return float(np.mean([r[s] for r in runs[(v, at_q)]]))
+
+    per = {s: ratio(seed_d(at_v, s), seed_d("none", s)) for s in claim.seeds}
+    return Measurement(worst, detail, bool(worst >= claim.threshold), per_seed=per)
 
 
 # The landscape claims of Fig. 4 and Fig. 12: key -> (`measure_smaller_than_standard`'s quantity,

@@ -33,7 +33,7 @@ from normlab.papers.santurkar2018.vgg import (
     percentile_panels,
     seed_mean,
 )
-from normlab.report.claims import Claim, Measurement, provisional
+from normlab.report.claims import Claim, Measurement, per_seed, provisional, seeds_mean
 from normlab.report.runs import model_text
 from normlab.report.spec import FigureSpec
 
@@ -44,25 +44,33 @@ UNIT_LAYER, UNIT = VGG_UNIT
 
 @provisional
 def measure_bn_higher(table: pd.DataFrame, claim: Claim) -> Measurement:
-    """BN's mean of the claim's accuracy over its window minus the standard net's, at `VGG_LR`."""
-    bn, std = seed_mean(table, claim, "batch"), seed_mean(table, claim, "none")
+    """BN's mean of the claim's accuracy over its window minus the standard net's, at `VGG_LR`;
+    per seed, that seed's difference."""
+    bn_runs = per_seed(table, claim, "batch", VGG_LR)
+    std_runs = per_seed(table, claim, "none", VGG_LR)
+    bn, std = seeds_mean(bn_runs), seeds_mean(std_runs)
     detail = f"{claim.metric} BN {pct(bn)} vs standard {pct(std)}"
-    return Measurement(bn - std, detail, bool(bn - std > claim.threshold))
+    diffs = {s: bn_runs[s] - std_runs[s] for s in claim.seeds}  # their mean is `bn - std`
+    return Measurement(bn - std, detail, bool(bn - std > claim.threshold), per_seed=diffs)
 
 
 @provisional
 def measure_bn_tolerates_lr05(table: pd.DataFrame, claim: Claim) -> Measurement:
     """At `VGG_LR_FAST`, BN's test accuracy minus the standard net's; passed iff BN's is the higher
-    and within the threshold of BN's own at `VGG_LR`."""
-    bn05 = seed_mean(table, claim, "batch", VGG_LR_FAST)
-    std05 = seed_mean(table, claim, "none", VGG_LR_FAST)
+    and within the threshold of BN's own at `VGG_LR`. Per seed: that seed's BN - standard gap at
+    `VGG_LR_FAST` (the value's quantity)."""
+    bn05_runs = per_seed(table, claim, "batch", VGG_LR_FAST)
+    std05_runs = per_seed(table, claim, "none", VGG_LR_FAST)
+    bn05, std05 = seeds_mean(bn05_runs), seeds_mean(std05_runs)
     bn01 = seed_mean(table, claim, "batch", VGG_LR)
     detail = (
         f"test acc at lr {VGG_LR_FAST:g}: BN {pct(bn05)}, standard {pct(std05)}; "
         f"BN at lr {VGG_LR:g} {pct(bn01)}"
     )
     passed = bn05 > std05 and bn05 >= bn01 - claim.threshold
-    return Measurement(bn05 - std05, detail, bool(passed))
+    # Per seed, the value's BN - standard gap at lr 0.5 (+inf where the standard net diverged).
+    diffs = {s: bn05_runs[s] - std05_runs[s] for s in claim.seeds}
+    return Measurement(bn05 - std05, detail, bool(passed), per_seed=diffs)
 
 
 CLAIMS = (
