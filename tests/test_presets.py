@@ -13,11 +13,11 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from normlab.config import compose_config, sweep_points
+from normlab.config import CONF_DIR, compose_config, sweep_points
 from normlab.models import DLN, MLP, VGG
 from normlab.papers.santurkar2018 import protocol as P
 from normlab.schema import validate_config
-from normlab.train import CONF_DIR, build_probes
+from normlab.train import build_probes
 
 
 def _fig1(cfg: DictConfig) -> None:

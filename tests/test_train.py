@@ -324,7 +324,8 @@ def test_a_finite_check_cadence_below_one_is_refused(tiny_overrides, tmp_path) -
 
 
 def test_a_long_job_dirname_is_cut_and_made_unique() -> None:
-    from normlab.train import MAX_DIRNAME_BYTES, _job_dirname
+    from normlab.resolvers import MAX_DIRNAME_BYTES
+    from normlab.resolvers import job_dirname as _job_dirname
 
     assert _job_dirname("norm=batch,seed=0", 3) == "norm=batch,seed=0"
     assert _job_dirname("", 3) == "job3"

@@ -11,13 +11,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from normlab.config import CONF_DIR
 from normlab.models import VGG
 from normlab.models.vgg import ConvLayer
 from normlab.norms import LpNorm, NoisyBatchNorm
 from normlab.probes.activations import layer_width
 from normlab.probes.functional import detached_parameters, weight_layers
 from normlab.probes.ics import ics_gradients
-from normlab.train import CONF_DIR
 
 NORMS = {
     "none": {"name": "none"},

@@ -1,12 +1,17 @@
-"""Compose normlab's config outside a Hydra app (tests, notebooks, scripts).
+"""Where normlab's config tree is, and composing it outside a Hydra app (tests, notebooks,
+scripts).
 
-`compose_config` gives the same config as `python -m normlab.train <overrides>` would, resolved;
-`sweep_points` expands a preset's sweep (`hydra.sweeper.params`), which the compose API ignores.
+`CONF_DIR` is the config tree, shipped inside the package (`normlab/conf/`, package data: a wheel
+carries the YAML files; the repository's top-level `conf` is a link to it), so an installed
+normlab composes from any directory. `compose_config` gives the same config as
+`python -m normlab.train <overrides>` would, resolved; `sweep_points` expands a preset's sweep
+(`hydra.sweeper.params`), which the compose API ignores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -14,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from normlab.train import CONF_DIR
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _compose_with_hydra(overrides: Sequence[str]) -> DictConfig:

@@ -6,7 +6,6 @@ one job after another (or through a launcher: `hydra/launcher=local|slurm`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from normlab.bookkeeping import bookkeeping_overrides
+from normlab.config import CONF_DIR
 from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
 from normlab.errors import NormlabError
 from normlab.module import SupervisedModule
@@ -31,30 +30,6 @@ from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
 from normlab.schema import check_overrides, validate_config
 
 log = logging.getLogger("normlab.train")
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-# File systems limit a path component to 255 bytes; a job with many overrides would exceed it.
-MAX_DIRNAME_BYTES = 200
-
-
-def _job_dirname(override_dirname: str, job_num: int) -> str:
-    """A multirun job's sub-directory: its overrides (`norm=batch,seed=0`), or `job{N}` if none.
-    Past `MAX_DIRNAME_BYTES`, the overrides are cut and a hash of all of them appended, so two
-    jobs never share a directory (the full overrides are in the run's summary.json)."""
-    if not override_dirname:
-        return f"job{job_num}"
-    if len(override_dirname.encode()) <= MAX_DIRNAME_BYTES:
-        return override_dirname
-    digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:12]
-    cut = override_dirname.encode()[: MAX_DIRNAME_BYTES - 16].decode(errors="ignore")
-    return f"{cut}...{digest}"
-
-
-OmegaConf.register_new_resolver("job_dirname", _job_dirname, replace=True)
-# The overrides a job directory's name leaves out: normlab.bookkeeping's one list.
-OmegaConf.register_new_resolver("bookkeeping_overrides", bookkeeping_overrides, replace=True)
 
 
 @dataclass
@@ -403,8 +378,10 @@ def check_command_line(argv: Sequence[str]) -> None:
 
 def main() -> None:
     """Console entry point (`normlab-train`, `python -m normlab.train`)."""
-    if not CONF_DIR.is_dir():
-        sys.exit(f"normlab: config folder {CONF_DIR} not found: install with `pip install -e .`")
+    if not CONF_DIR.is_dir():  # the package's data: a broken install
+        sys.exit(
+            f"normlab: config folder {CONF_DIR} not found: reinstall normlab (`pip install .`)"
+        )
     try:
         check_command_line(sys.argv[1:])
     except NormlabError as err:
