@@ -253,7 +253,7 @@ def test_noise_step_resumes_from_the_state_dict() -> None:
 
 
 def lp_by_hand(y: torch.Tensor, p: float, eps: float) -> torch.Tensor:
-    """papers.md, Sec. 3.3 written out, one unit at a time: y_hat = (y - mean) / (s_j + eps), s_j
+    """Santurkar 2018 Sec. 3.3 written out, one unit at a time: y_hat = (y - mean) / (s_j + eps), s_j
     the batch l_p average of y before centring (max |y| for p = inf)."""
     out = torch.empty_like(y)
     for j in range(y.shape[1]):

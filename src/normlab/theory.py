@@ -1,7 +1,7 @@
 """The quantities of Santurkar 2018's Sec. 4 (Thm 4.1, Thm 4.2, Obs. 4.3, Lemma 4.5, Fact C.2),
 computed on a BN layer's own tensors.
 
-Notation (papers.md, "Theory"): a BN layer takes pre-activations y and returns
+Notation (docs/theory.md, "Setting"): a BN layer takes pre-activations y and returns
 z = gamma * y_hat + beta, with y_hat the batch-normalised y. A *unit* j is a column of an (N, C)
 activation or a channel of an (N, C, H, W) one; its m samples are its values over the batch (and
 the spatial positions). Everything here works on the `(C, m)` layout of `units(t)`:

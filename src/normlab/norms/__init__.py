@@ -81,7 +81,7 @@ def _noisy_batch_norm(
 def _lp_norm(
     num_features: int, dims: int, p: Any = 2, eps: float = 1e-5, momentum: float | None = 0.1
 ) -> nn.Module:
-    # Santurkar 2018, Sec. 3.3 (papers.md's written-out definition); p in {1, 2, inf}.
+    # Santurkar 2018, Sec. 3.3 (written out in norms/lp.py); p in {1, 2, inf}.
     return LpNorm(num_features, dims, p=p, eps=eps, momentum=momentum)
 
 

@@ -1,4 +1,4 @@
-"""Santurkar 2018's l_p normalisation (Sec. 3.3), as written out in papers.md.
+"""Santurkar 2018's l_p normalisation (Sec. 3.3), written out.
 
 For unit j over a batch of m values (conv: batch and spatial positions):
 

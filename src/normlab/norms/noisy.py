@@ -10,8 +10,8 @@ and set a_ij <- s_ij * a_ij + m_ij. The paper leaves three things open; the choi
   noise, then a per-channel gamma/beta initialised to 1/0);
 - the noise is off in eval mode, where the layer is exactly BN's Alg. 2 (Ioffe 2015).
 
-The noise never touches the global RNG (design.md, "Traps"). It is a pure function of
-`(seed, stream, rank, noise step)`: each training forward seeds a private `torch.Generator` on the
+The noise never touches the global RNG (a probe replaying it would change the run's draws). It
+is a pure function of `(seed, stream, rank, noise step)`: each training forward seeds a private `torch.Generator` on the
 activation's device from a hash of those numbers and then advances the noise step by one. So
 
 - two modules with the same seed (and stream, rank) draw the same noise, and deep copies draw what
@@ -83,8 +83,9 @@ class NoisyBatchNorm(nn.Module):
         self.num_features, self.dims = num_features, dims
         self.n_mu, self.n_sigma = float(n_mu), float(n_sigma)
         self.r_mu, self.r_sigma = float(r_mu), float(r_sigma)
-        # Noise after the normalisation and before gamma/beta (papers.md's [open] choice): BN without
-        # its own affine, the noise, then the per-channel gamma/beta below (init 1 and 0 as in BN).
+        # Noise after the normalisation and before gamma/beta (open in the paper: docs/protocols.md):
+        # BN without its own affine, the noise, then the per-channel gamma/beta below (init 1 and 0
+        # as in BN).
         bn_cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
         self.bn = bn_cls(num_features, eps=eps, momentum=momentum, affine=False)
         self.weight = nn.Parameter(torch.ones(num_features))
@@ -120,8 +121,9 @@ class NoisyBatchNorm(nn.Module):
         gradient after the optimizer step). On exit the noise step is what it was on entry.
 
         For probes (ICS's G and G', the landscape walk): they must not shift the training noise and
-        should see the step's own noise (design.md, "Traps"). Under `torch.func.vmap`, pass
-        `randomness="same"` (the draw uses this module's generator, not the global one)."""
+        should see the step's own noise (else a probe changes what it measures). Under
+        `torch.func.vmap`, pass `randomness="same"` (the draw uses this module's generator, not the
+        global one)."""
         if replay_last and self.noise_step == 0:
             raise RuntimeError("frozen_noise(replay_last=True): no training forward has run yet")
         saved_step, saved_pin = self.noise_step, self._pinned_step

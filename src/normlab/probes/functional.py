@@ -4,7 +4,7 @@ computed with `torch.func` on the live model without touching it, and their redu
 The model is evaluated by `functional_call` over a parameter dict and a *copy* of its buffers (BN in
 train mode updates the buffers it is given: the copies absorb it). It stays in the mode it is in:
 during training that is train mode, so BN normalises with the batch's statistics, as the step did
-(Santurkar 2018 leaves the mode open; papers.md takes train mode with running statistics untouched).
+(Santurkar 2018 leaves the mode open; normlab takes train mode with running statistics untouched).
 Noisy BN replays the step's own noise (`frozen_noise(replay_last=True)`: the probe runs after the
 step's forward). Nothing here reads or advances the global RNG.
 """
