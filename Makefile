@@ -11,7 +11,7 @@ endif
 DATA_ARG := $(if $(DATA),data.root=$(abspath $(DATA)),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install reproduce test test-slow lint format bench tuning constraints clean
+.PHONY: help install reproduce reproduce-all test test-slow lint format bench tuning constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ install: $(STAMP)  ## create .venv and install normlab with its pinned dependenc
 reproduce: $(STAMP)  ## Ioffe 2015 Fig. 1 at paper scale (6 runs, ~15 CPU-min); DATA=dir reads MNIST offline
 	$(PY) -m normlab.train -m experiment=ioffe2015/fig1_mnist $(DATA_ARG) hydra.sweep.dir=$(SWEEP)
 	$(PY) scripts/figures.py ioffe2015/fig1_mnist $(SWEEP) --out $(SWEEP)/figures
+
+reproduce-all: $(STAMP)  ## every suite of both papers at CPU scale, 3 seeds, then the report (DATA=dir; SMOKE=1: a few steps each)
+	$(PY) scripts/reproduce_all.py $(if $(DATA),--data $(abspath $(DATA)),) $(if $(SMOKE),--smoke,)
 
 test: $(STAMP)  ## the test suite (fast tests; no network, no GPU)
 	$(PY) -m pytest
