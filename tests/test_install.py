@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """normlab's wheel, installed (without its dependencies: this venv's serve) into a folder
     of its own that comes first on the path."""
     root = tmp_path_factory.mktemp("install")
+    # Built from a copy of what the wheel is made of: setuptools writes build/ beside its source.
+    source = root / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root / "dist"), str(REPO)],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root / "dist"), str(source)],
         check=True,
         cwd=root,
         timeout=300,
