@@ -26,6 +26,7 @@ def _reproduce(runs: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # ~50 s: six smoke jobs and two reports in subprocesses
 def test_one_suite_runs_reports_and_skips_what_finished(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     first = _reproduce(runs, "--only", "santurkar2018/theory_mlp")
