@@ -152,6 +152,21 @@ def fig1_sweep(
     return root
 
 
+def fig1_sweep_with_gaps(root: Path) -> Path:
+    """Fig. 1's sweep, with seed 2 of the unnormalised net missing its evaluation at step 1000 and
+    one failed run beside the finished ones."""
+
+    def curves(norm, seed, **kw):
+        c = fig1_curves(norm, seed, **kw)
+        if (norm, seed) == ("none", 2):
+            c["test/acc"].pop(1000)
+        return c
+
+    fig1_sweep(root, curves=curves)
+    write_run(root / "norm=batch,seed=3", status="failed", seed=3, norm="batch", step=12)
+    return root
+
+
 # --- Santurkar 2018 DLN runs with every probe's output ------------------------------------------
 
 DLN_SUITE = "santurkar2018/dln_suite"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakeruns import base_config, fig1_curves, fig1_sweep, write_run
+from fakeruns import base_config, fig1_sweep, fig1_sweep_with_gaps, write_run
 
 from normlab.report import COLUMNS
 from normlab.report.registry import FIGURES, infer_figure_id
@@ -24,18 +24,7 @@ SPEC = FIGURES[FIG1]
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Fig. 1's sweep, with seed 2 of the unnormalised net missing its evaluation at step 1000 and
-    one failed run beside the finished ones."""
-
-    def curves(norm, seed, **kw):
-        c = fig1_curves(norm, seed, **kw)
-        if (norm, seed) == ("none", 2):
-            c["test/acc"].pop(1000)
-        return c
-
-    root = fig1_sweep(tmp_path_factory.mktemp("fig1") / "sweep", curves=curves)
-    write_run(root / "norm=batch,seed=3", status="failed", seed=3, norm="batch", step=12)
-    return root
+    return fig1_sweep_with_gaps(tmp_path_factory.mktemp("fig1") / "sweep")
 
 
 def test_registry_ids_are_preset_names() -> None:
