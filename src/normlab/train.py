@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normlab.config import CONF_DIR
 from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
+from normlab.distributed import ReleaseProcessGroupAtExit
 from normlab.errors import NormlabError
 from normlab.module import SupervisedModule
 from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
@@ -167,6 +168,7 @@ def run(
                 *probes,
                 *_checkpointing(cfg, run_dir),
                 *([] if progress_bar else [ProgressLines(max_steps)]),
+                ReleaseProcessGroupAtExit(),
                 *callbacks,
             ],
             enable_progress_bar=progress_bar,
