@@ -310,7 +310,9 @@ def bench_dln_probes(args: argparse.Namespace) -> float:
 
     base = [
         "experiment=santurkar2018/dln_suite",
-        "+dln_point=batch_lr1e-6" if args.norm == "batch" else "+dln_point=none_lr1e-6",
+        "+santurkar2018/dln_point=batch_lr1e-6"
+        if args.norm == "batch"
+        else "+santurkar2018/dln_point=none_lr1e-6",
         "logger=none",
         "trainer.enable_progress_bar=false",
         "trainer.val_check_interval=1000000",  # no evaluation: time the training steps
@@ -434,7 +436,7 @@ def speed_table(args: argparse.Namespace, device: torch.device, dm: CIFAR10DataM
     width, steps = args.paper_width, args.paper_steps
     suite = [
         "experiment=santurkar2018/vgg_suite",
-        "+vgg_point=batch_lr1e-1",
+        "+santurkar2018/vgg_point=batch_lr1e-1",
         f"data.root={args.data_root}",
         "data.download=false",
         f"model.width={width}",
@@ -526,7 +528,7 @@ def bench_vgg_probes(args: argparse.Namespace) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = [
         "experiment=santurkar2018/vgg_suite",
-        "+vgg_point=batch_lr1e-1",
+        "+santurkar2018/vgg_point=batch_lr1e-1",
         f"data.root={args.data_root}",
         "data.download=false",
         f"model.width={args.width}",

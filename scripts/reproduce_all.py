@@ -75,12 +75,12 @@ COMMON = ["logger=none", "trainer.enable_progress_bar=false"]
 
 def jobs(preset: str, extra: list[str]) -> list[tuple[str, list[str]]]:
     """(job name, overrides) of every job of `preset`'s sweep with seeds 0, 1, 2: named by its
-    swept overrides, as a multirun names its jobs (a `/` made `.`, so a name is one directory)."""
+    swept overrides, as a multirun names its jobs (`normlab.resolvers.job_dirname`)."""
     fixed = [f"experiment={preset}", *extra, *COMMON]
     out = []
     for point in sweep_points([*fixed, "seed=0,1,2"]):
         swept = sorted(o for o in point if o not in fixed)
-        out.append((job_dirname(",".join(swept).replace("/", "."), len(out)), point))
+        out.append((job_dirname(",".join(swept), len(out)), point))
     return out
 
 

@@ -202,7 +202,7 @@ DLN_ETA_FACTORS = np.logspace(np.log10(0.01), np.log10(30.0), 10)  # x lr: the D
 def dln_config(
     experiment: str, variant: str, seed: int, lr: float, probes: Iterable[str], max_steps: int
 ) -> dict:
-    """A resolved DLN config shaped like the trainer's (conf/protocol/santurkar2018_dln.yaml)."""
+    """A resolved DLN config shaped like the trainer's (conf/santurkar2018/protocol/dln.yaml)."""
     return {
         "name": experiment,
         "seed": seed,

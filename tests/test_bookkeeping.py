@@ -107,7 +107,7 @@ def test_a_resumed_run_logs_what_the_uninterrupted_run_logs(tiny_overrides, tmp_
 def test_job_directories_leave_out_the_bookkeeping_overrides_only() -> None:
     task = [
         "experiment=santurkar2018/dln_fig3b_ics",
-        "+dln_point=none_lr1e-6",
+        "+santurkar2018/dln_point=none_lr1e-6",
         "seed=1",
         "logger=none",
         "logger.wandb.project=x",

@@ -71,7 +71,11 @@ def test_the_suite_runs_every_dln_run_once_with_every_probe(suite_sweep: Path) -
         ("lp", "2", 1e-6),
         ("lp", "inf", 1e-6),
     }
-    job = next(p.parent for p in suite_sweep.rglob("summary.json"))
+    # one directory a job, directly under the sweep, its group's `/` made `.`
+    jobs = sorted(p.parent for p in suite_sweep.rglob("summary.json"))
+    assert {job.parent for job in jobs} == {suite_sweep}
+    assert any(job.name.startswith("+santurkar2018.dln_point=batch_lr1e-6,") for job in jobs)
+    job = jobs[0]
     metrics = set(pd.read_csv(job / "metrics.csv").metric)
     assert {"ics/layer17/cos", "landscape/beta_eff", "act/layer24/var_drift"} <= metrics
     assert (job / "landscape.csv").exists() and (job / "act_hist.csv").exists()

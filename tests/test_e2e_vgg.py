@@ -49,15 +49,16 @@ def test_the_fig4_family_runs_and_draws_through_the_cli(tmp_path: Path) -> None:
             ["experiment=santurkar2018/vgg_fig1_lr", "probe.activations.layers=[0]"],
             "valid layers: 1..13",
         ),
-        (["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"], "scale=cpu shrinks the VGG"),
+        (
+            ["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"],
+            "scale=cpu is not a scale of santurkar2018/dln_fig5b_lp (model DLN); its scales: paper",
+        ),
     ],
 )
 def test_bad_vgg_settings_fail_at_start_up_naming_the_valid_choices(
     overrides: list[str], message: str, tmp_path: Path
 ) -> None:
-    # TINY sets model.width, which would replace scale=cpu's (guarded) one
-    tiny = [o for o in TINY if not o.startswith("model.width")]
-    proc = run_cli([*overrides, *tiny, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    proc = run_cli([*overrides, *TINY, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     summary = tmp_path / "run" / "summary.json"

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from normlab.config import CONF_DIR, compose_config, sweep_points
+from normlab.errors import NormlabError
 from normlab.models import DLN, MLP, VGG
 from normlab.papers.santurkar2018 import protocol as P
 from normlab.schema import validate_config
@@ -176,9 +177,27 @@ def test_scale_cpu_shrinks_width_and_steps_and_keeps_the_protocol(preset: str) -
     assert _runs(preset, "scale=cpu") == _runs(preset)
 
 
-def test_scale_cpu_refuses_a_model_it_does_not_shrink() -> None:
-    with pytest.raises(Exception, match=r"scale=cpu.*model=vgg"):
-        compose_config(["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["experiment=santurkar2018/dln_fig5b_lp", "scale=cpu"],
+            "scale=cpu is not a scale of santurkar2018/dln_fig5b_lp (model DLN); its scales: paper",
+        ),
+        (["scale=cpu"], "scale=cpu is not a scale of default (model MLP); its scales: paper"),
+        (
+            ["experiment=santurkar2018/vgg_fig1_lr", "scale=gpu"],
+            "scale=gpu is not a scale of santurkar2018/vgg_fig1_lr (model VGG); its scales: "
+            "paper, cpu",
+        ),
+    ],
+)
+def test_a_scale_the_protocol_does_not_declare_is_refused_naming_its_scales(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(NormlabError) as err:
+        compose_config(overrides)
+    assert str(err.value) == message
 
 
 def discovered_presets() -> list[str]:
@@ -230,11 +249,12 @@ def test_a_command_line_value_replaces_the_presets_list() -> None:
 
 
 def test_a_command_line_value_replaces_the_presets_appended_group() -> None:
-    # The suite sweeps `+dln_point`; `+dln_point=...` on the command line picks points of it
-    # (README: a suite split in two), one job each, as Hydra runs them.
-    overrides = ["experiment=santurkar2018/dln_suite", "+dln_point=batch_lr1e-7"]
+    # The suite sweeps `+santurkar2018/dln_point`; the same group on the command line picks points
+    # of it (README: a suite split in two), one job each, as Hydra runs them.
+    overrides = ["experiment=santurkar2018/dln_suite", "+santurkar2018/dln_point=batch_lr1e-7"]
     assert sweep_points([*overrides, "seed=2"]) == [[*overrides, "seed=2"]]
-    assert len(sweep_points([*overrides[:1], "+dln_point=l1_lr1e-6,l2_lr1e-6"])) == 2 * 3
+    two_points = "+santurkar2018/dln_point=l1_lr1e-6,l2_lr1e-6"
+    assert len(sweep_points([*overrides[:1], two_points])) == 2 * 3
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,11 @@ def test_a_directory_made_before_the_check_says_failed_and_why(tmp_path) -> None
         ),
         ("experiment=fig1_mnist", "experiment=fig1_mnist: no such preset; the presets are: "),
         ("norm=[batch", "cannot parse the overrides"),
+        (
+            "+dln_point=batch_lr1e-6",
+            "+dln_point=batch_lr1e-6: the group dln_point/ moved under its paper; use "
+            "+santurkar2018/dln_point=batch_lr1e-6",
+        ),
     ],
 )
 def test_an_unknown_key_or_option_lists_what_exists(override, message) -> None:
@@ -102,7 +107,7 @@ def test_known_keys_groups_and_hydra_overrides_pass() -> None:
         CONF_DIR,
         [
             "experiment=santurkar2018/vgg_suite",
-            "+vgg_point=batch_lr1e-1",
+            "+santurkar2018/vgg_point=batch_lr1e-1",
             "scale=cpu",
             "hydra/launcher=local",
             "hydra.sweep.dir=/tmp/x",

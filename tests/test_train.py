@@ -323,12 +323,17 @@ def test_a_finite_check_cadence_below_one_is_refused(tiny_overrides, tmp_path) -
         _run([*tiny_overrides, "module.finite_check_every_n_steps=0"], tmp_path)
 
 
-def test_a_long_job_dirname_is_cut_and_made_unique() -> None:
+def test_a_job_dirname_is_one_directory_cut_and_made_unique_when_long() -> None:
     from normlab.resolvers import MAX_DIRNAME_BYTES
     from normlab.resolvers import job_dirname as _job_dirname
 
     assert _job_dirname("norm=batch,seed=0", 3) == "norm=batch,seed=0"
     assert _job_dirname("", 3) == "job3"
+    # a group under its paper names one directory, not a tree
+    assert (
+        _job_dirname("+santurkar2018/dln_point=batch_lr1e-6,seed=0", 0)
+        == "+santurkar2018.dln_point=batch_lr1e-6,seed=0"
+    )
     long = ",".join(f"probe.activations.every_n_steps={i}" for i in range(20))
     other = long.replace("=19", "=18")
     cut, cut_other = _job_dirname(long, 0), _job_dirname(other, 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from normlab.config import compose_config, sweep_points
+from normlab.resolvers import job_dirname as multirun_job_dirname
 from normlab.train import run
 
 # A few steps of a 1/16-width VGG-16, every probe's cadence shrunk to fit; the presets' protocol
@@ -30,8 +31,10 @@ TINY = [
 
 
 def job_dirname(point: list[str]) -> str:
-    """A sweep job's directory name: its swept overrides (the tiny settings left out)."""
-    return ",".join(sorted(o for o in point if o not in TINY and not o.startswith("experiment=")))
+    """A sweep job's directory name, as a multirun names it: its swept overrides (the tiny
+    settings left out)."""
+    swept = sorted(o for o in point if o not in TINY and not o.startswith("experiment="))
+    return multirun_job_dirname(",".join(swept), 0)
 
 
 def vgg_sweep(root: Path, preset: str, seeds: str = "0,1,2", extra: tuple[str, ...] = ()) -> Path:

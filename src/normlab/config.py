@@ -19,6 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from normlab.schema import check_scale
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
@@ -33,6 +35,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     HydraConfig.instance().set_config(cfg)  # so that ${hydra:...} interpolations resolve
     with open_dict(cfg):
         del cfg.hydra
+    check_scale(cfg)  # before resolving: the protocol's values interpolate its scale
     OmegaConf.resolve(cfg)
     return cfg
 
@@ -48,8 +51,8 @@ def sweep_points(overrides: Sequence[str] = ()) -> list[list[str]]:
     fixed = [o.input_line for o in given if not o.is_sweep_override()]
     cfg = _compose_with_hydra(fixed)
     params = dict(OmegaConf.select(cfg, "hydra.sweeper.params") or {})
-    # Compared as Hydra does, by key or group: the preset's `+dln_point` list and a command-line
-    # `+dln_point=...` (or `dln_point=...`) name the same key.
+    # Compared as Hydra does, by key or group: the preset's `+santurkar2018/dln_point` list and a
+    # command-line `+santurkar2018/dln_point=...` (or without the `+`) name the same key.
     preset = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
     sweep = [o.input_line for o in preset if o.key_or_group not in on_cli]
     sweep += [o.input_line for o in given if o.is_sweep_override()]

@@ -49,7 +49,16 @@ ROOT_KEYS = (
     "threads",
     "resume",
     "compile",
+    "scale",
+    "scales",
 )
+
+# Config groups that belong to one paper and moved under it (old spelling -> new).
+MOVED_GROUPS = {
+    "dln_point": "santurkar2018/dln_point",
+    "vgg_point": "santurkar2018/vgg_point",
+    "protocol": "santurkar2018/protocol",
+}
 
 # Keys Hydra's instantiate reads itself; they are not the target's parameters.
 INSTANTIATE_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -151,6 +160,7 @@ def validate_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """NormlabError naming the first bad key of the resolved job config `cfg` (see module doc).
     `overrides` (the job's command-line overrides) only help the message say where a key came
     from."""
+    check_scale(cfg)  # before resolving: a protocol's values interpolate its scale
     container = OmegaConf.to_container(cfg, resolve=True)
     _check_root_keys(container, overrides)
     for rule in RULES:
@@ -163,6 +173,20 @@ def validate_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
             raise NormlabError(f"{rule.key}={_show(value)}: must be {rule.valid}")
     for key, node in _target_nodes(container):
         _check_target_keys(key, node)
+
+
+def check_scale(cfg: DictConfig) -> None:
+    """`scale` must be one of the scales the config's protocol declares (`scales`, train.yaml)."""
+    scale, scales = cfg.get("scale"), cfg.get("scales")
+    if scale is None or scales is None:
+        return  # a config without scales (a test's hand-made one) has nothing to choose
+    if scale not in scales:
+        model = str(OmegaConf.select(cfg, "model._target_", default="?")).rpartition(".")[2]
+        names = ", ".join(str(k) for k in scales)
+        raise NormlabError(
+            f"scale={scale} is not a scale of {cfg.get('name', 'this config')} (model {model}); "
+            f"its scales: {names}"
+        )
 
 
 def _check_root_keys(container: dict[str, Any], overrides: Sequence[str]) -> None:
@@ -291,6 +315,11 @@ def check_overrides(conf_dir: Path, overrides: Sequence[str]) -> None:
     for override in parsed:
         group = override.key_or_group
         root = group.split(".")[0].split("/")[0]
+        if root in MOVED_GROUPS:
+            raise NormlabError(
+                f"{override.input_line}: the group {root}/ moved under its paper; use "
+                f"{override.input_line.replace(root, MOVED_GROUPS[root], 1)}"
+            )
         if root not in ROOT_KEYS and root != "hydra" and not (conf_dir / group).is_dir():
             raise NormlabError(
                 f"{override.input_line}: unknown top-level key {root!r}"

@@ -188,7 +188,7 @@ def test_a_plotted_line_is_the_seed_mean_of_the_logged_values(suite: Path) -> No
 def test_a_figure_from_the_suite_equals_the_figure_from_its_own_sweep(tmp_path: Path) -> None:
     # The preset's own runs turn on the landscape probe only; the suite's every probe. Both
     # trained here (bit-equal on one machine): the suite's two points that Fig. 4 draws, seed 0.
-    points = "+vgg_point=none_lr1e-1,batch_lr1e-1"
+    points = "+santurkar2018/vgg_point=none_lr1e-1,batch_lr1e-1"
     suite = vgg_sweep(tmp_path / "suite", VGG_SUITE, seeds="0", extra=(points,))
     alone = vgg_sweep(tmp_path / "alone", FIG4, seeds="0")
     spec = FIGURES[FIG4]

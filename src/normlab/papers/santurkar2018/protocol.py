@@ -1,7 +1,7 @@
 """Santurkar et al. 2018's protocols as the figures and claims read them: one definition of each
 fact (rates, run lengths, probed layers), held against the presets' YAML by
-`tests/papers/santurkar2018/test_protocol.py` (conf/protocol/santurkar2018_dln.yaml,
-santurkar2018_vgg.yaml and the experiment presets).
+`tests/papers/santurkar2018/test_protocol.py` (conf/santurkar2018/protocol/{dln,vgg}.yaml and
+the experiment presets).
 """
 
 from __future__ import annotations
