@@ -94,11 +94,13 @@ def append_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]
 
 
 def last_values(path: Path) -> dict[str, float]:
-    """The last logged value of every metric in a metrics.csv (empty if there is none)."""
+    """The last logged value of every metric in a metrics.csv (empty if there is none). A row cut
+    short (a process killed while writing it) is skipped."""
     if not path.exists():
         return {}
     with path.open(newline="") as f:
-        return {row["metric"]: float(row["value"]) for row in csv.DictReader(f)}
+        rows = csv.DictReader(f)
+        return {row["metric"]: float(row["value"]) for row in rows if row.get("value")}
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

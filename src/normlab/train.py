@@ -22,6 +22,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from normlab import signals
+from normlab.appended_files import AppendedFilesAtCheckpoint
 from normlab.config import CONF_DIR
 from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
 from normlab.distributed import ReleaseProcessGroupAtExit
@@ -137,7 +139,7 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     silence_library_noise()
     flushing_before = flushes_denormals()
-    torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: see README
+    torch.set_flush_denormal(bool(cfg.flush_denormal))  # sigmoid nets on CPU: docs/design.md
     threads_before = torch.get_num_threads()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -166,7 +168,7 @@ def run(
             logger=build_loggers(cfg, run_dir, job_name),
             callbacks=[
                 *probes,
-                *_checkpointing(cfg, run_dir),
+                *_checkpointing(cfg, run_dir, probes),
                 *([] if progress_bar else [ProgressLines(max_steps)]),
                 ReleaseProcessGroupAtExit(),
                 *callbacks,
@@ -188,8 +190,15 @@ def run(
         else:
             status, fields = "interrupted", {"error": f"stopped at step {step} of {max_steps}"}
     except (KeyboardInterrupt, SystemExit) as err:
-        # Lightning turns Ctrl-C / SIGTERM into SystemExit(1).
-        status, fields = "interrupted", {"error": f"{type(err).__name__}: {err}"}
+        # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into a SystemExit with no code;
+        # with normlab.signals installed (the command line), the signal is named and its exit
+        # code kept (143 for SIGTERM, 130 for SIGINT).
+        signum = signals.last_signal()
+        reason = signum.name if signum is not None else f"{type(err).__name__}: {err}"
+        status, fields = "interrupted", {"error": reason}
+        code = signals.exit_code(err)
+        if code is not None:
+            raise SystemExit(code) from err
         raise
     except Exception as err:
         status, fields = "failed", {"error": f"{type(err).__name__}: {err}"}
@@ -277,20 +286,25 @@ def compile_model(
     model.compile(mode=mode)
 
 
-def _checkpointing(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
-    """`<run_dir>/checkpoints/last.ckpt`, rewritten at each validation (when checkpointing is on)."""
+def _checkpointing(
+    cfg: DictConfig, run_dir: Path, probes: Sequence[L.Callback]
+) -> list[L.Callback]:
+    """`<run_dir>/checkpoints/last.ckpt`, rewritten at each validation (when checkpointing is on),
+    with the run's appended files kept in step with it (normlab.appended_files)."""
     if not cfg.trainer.get("enable_checkpointing", True):
         return []
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    files = [MetricsCSVLogger.FILE, *(f for p in probes for f in getattr(p, "files", ()))]
     # No monitor and top-1: the newest checkpoint replaces the previous one, under a fixed name.
     return [
+        AppendedFilesAtCheckpoint(run_dir, files),
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="last",
             save_top_k=1,
             enable_version_counter=False,
-        )
+        ),
     ]
 
 
@@ -380,6 +394,7 @@ def check_command_line(argv: Sequence[str]) -> None:
 
 def main() -> None:
     """Console entry point (`normlab-train`, `python -m normlab.train`)."""
+    signals.install()  # from the start: a SIGTERM while composing or loading data is an interrupt
     if not CONF_DIR.is_dir():  # the package's data: a broken install
         sys.exit(
             f"normlab: config folder {CONF_DIR} not found: reinstall normlab (`pip install .`)"

@@ -1,0 +1,107 @@
+"""A run killed after a checkpoint and resumed from it leaves the files an uninterrupted run leaves:
+every row of metrics.csv and of the probes' files exactly once, with the same value, and no other
+(normlab.appended_files). The kill is a real SIGKILL of a training process: rows it had buffered
+die with it, rows it had written after the checkpoint are on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from normlab.appended_files import CHECKPOINT_KEY
+from normlab.config import compose_config
+from normlab.errors import NormlabError
+from normlab.train import run
+
+FILES = ("metrics.csv", "act_hist.csv")
+# Killed at step 27, after the checkpoint of step 20 and the probe rows of step 25 were written;
+# metrics.csv's buffer (flushed every 200 rows) then holds the rows of steps 21-27.
+KILL_AT = 27
+KILLED = """
+import os, signal, sys
+import lightning as L
+from normlab.config import compose_config
+from normlab.train import run
+
+class KillAt(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+overrides = sys.argv[3:]
+run(compose_config(overrides), sys.argv[1], overrides, callbacks=[KillAt()])
+"""
+
+
+def _common(tiny_overrides: list[str]) -> list[str]:
+    return [
+        *tiny_overrides,
+        "trainer.enable_checkpointing=true",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=10",
+        "trainer.log_every_n_steps=1",
+        "probe.activations.every_n_steps=5",
+        "norm=batch",
+        "logger=none",
+    ]
+
+
+def _rows(run_dir: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(run_dir / name, dtype=str)
+
+
+def _killed_run(common: list[str], run_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED, str(run_dir), str(KILL_AT), *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+def test_a_killed_and_resumed_run_logs_every_row_once(tiny_overrides, tmp_path) -> None:
+    common = _common(tiny_overrides)
+    full = run(compose_config(common), tmp_path / "full", common)
+    part = tmp_path / "part"
+    _killed_run(common, part)
+    ckpt = part / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 20
+    # what the kill left: the probe rows of step 25 written, the metrics after step 20 lost
+    assert _rows(part, "act_hist.csv")["step"].astype(int).max() == 25
+    assert _rows(part, "metrics.csv")["step"].astype(int).max() == 20
+    resumed_overrides = [*common, f"resume={ckpt}"]
+    resumed = run(compose_config(resumed_overrides), part, resumed_overrides)
+    assert resumed.status == "finished"
+    for name in FILES:
+        pd.testing.assert_frame_equal(_rows(part, name), _rows(tmp_path / "full", name))
+    for key, value in full.module.state_dict().items():
+        assert torch.equal(resumed.module.state_dict()[key], value), key
+
+
+def test_a_resume_cuts_rows_written_after_the_checkpoint(tiny_overrides, tmp_path) -> None:
+    # The checkpoint records each file's length when it was saved, after flushing the logger.
+    common = _common(tiny_overrides)
+    part = tmp_path / "part"
+    _killed_run(common, part)
+    lengths = torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)[CHECKPOINT_KEY]
+    assert set(lengths) == set(FILES)
+    assert lengths["metrics.csv"] == (part / "metrics.csv").stat().st_size
+    assert lengths["act_hist.csv"] < (part / "act_hist.csv").stat().st_size
+
+
+def test_a_file_shorter_than_its_checkpoint_refuses_the_resume(tiny_overrides, tmp_path) -> None:
+    common = _common(tiny_overrides)
+    part = tmp_path / "part"
+    _killed_run(common, part)
+    os.truncate(part / "metrics.csv", 100)
+    resumed = [*common, f"resume={part / 'checkpoints' / 'last.ckpt'}"]
+    with pytest.raises(NormlabError, match=r"metrics.csv has 100 bytes, fewer than the \d+"):
+        run(compose_config(resumed), part, resumed)
