@@ -250,7 +250,7 @@ def test_a_command_line_value_replaces_the_presets_list() -> None:
 
 def test_a_command_line_value_replaces_the_presets_appended_group() -> None:
     # The suite sweeps `+santurkar2018/dln_point`; the same group on the command line picks points
-    # of it (README: a suite split in two), one job each, as Hydra runs them.
+    # of it (docs/findings.md: a suite split in two), one job each, as Hydra runs them.
     overrides = ["experiment=santurkar2018/dln_suite", "+santurkar2018/dln_point=batch_lr1e-7"]
     assert sweep_points([*overrides, "seed=2"]) == [[*overrides, "seed=2"]]
     two_points = "+santurkar2018/dln_point=l1_lr1e-6,l2_lr1e-6"

@@ -93,6 +93,16 @@ def test_a_directory_made_before_the_check_says_failed_and_why(tmp_path) -> None
             "+dln_point=batch_lr1e-6: the group dln_point/ moved under its paper; use "
             "+santurkar2018/dln_point=batch_lr1e-6",
         ),
+        (
+            "+protocol=santurkar2018_vgg",
+            "+protocol=santurkar2018_vgg: the group protocol/ moved under its paper; use "
+            "+santurkar2018/protocol=vgg",
+        ),
+        (
+            "+santurkar2018/dln_pont=batch_lr1e-6",
+            "no group santurkar2018/dln_pont/; the groups under santurkar2018/: "
+            "santurkar2018/dln_point, santurkar2018/protocol, santurkar2018/vgg_point",
+        ),
     ],
 )
 def test_an_unknown_key_or_option_lists_what_exists(override, message) -> None:

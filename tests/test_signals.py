@@ -27,10 +27,33 @@ ARGS = [
 ]
 
 
-def _start(run_dir: Path, cwd: Path) -> subprocess.Popen:
+# The command line, with the step before the trainer exists (building the probes) held until a
+# file appears: a window before `fit` that a signal can be sent into for sure.
+HELD_BEFORE_FIT = """
+import sys, time
+from pathlib import Path
+import normlab.train as train
+
+held, go = Path(sys.argv[1]), Path(sys.argv[2])
+build_probes = train.build_probes
+
+def held_build_probes(cfg):
+    held.touch()
+    while not go.exists():
+        time.sleep(0.01)
+    return build_probes(cfg)
+
+train.build_probes = held_build_probes
+sys.argv = ["normlab.train", *sys.argv[3:]]
+train.main()
+"""
+
+
+def _start(run_dir: Path, cwd: Path, held: tuple[Path, Path] | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    entry = ["-m", "normlab.train"] if held is None else ["-c", HELD_BEFORE_FIT, *map(str, held)]
     return subprocess.Popen(
-        [sys.executable, "-m", "normlab.train", *ARGS, f"hydra.run.dir={run_dir}"],
+        [sys.executable, *entry, *ARGS, f"hydra.run.dir={run_dir}"],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -55,7 +78,7 @@ def _summary(run_dir: Path) -> dict:
 def test_a_signal_in_training_interrupts_the_run_with_its_exit_code(signum, code, tmp_path):
     run_dir = tmp_path / "run"
     proc = _start(run_dir, tmp_path)
-    # in training: the first metrics are on disk (the first validation at step 100 flushed them)
+    # in training: the first 200 metric rows are on disk
     _wait_for(lambda: (run_dir / "metrics.csv").exists(), proc)
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code, proc.stderr.read()[-3000:]
@@ -65,11 +88,37 @@ def test_a_signal_in_training_interrupts_the_run_with_its_exit_code(signum, code
 
 
 def test_a_sigterm_before_training_interrupts_the_run(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = _start(run_dir, tmp_path)
-    # the run's record exists (Hydra made the directory, normlab wrote `running`) but no step ran
-    _wait_for(lambda: (run_dir / "summary.json").exists(), proc)
+    run_dir, held, go = tmp_path / "run", tmp_path / "held", tmp_path / "go"
+    proc = _start(run_dir, tmp_path, held=(held, go))
+    # held before the trainer exists: the run is `running`, Lightning's handler not yet in place
+    _wait_for(held.exists, proc)
+    assert _summary(run_dir)["status"] == "running"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143, proc.stderr.read()[-3000:]
     summary = _summary(run_dir)
     assert summary["status"] == "interrupted" and summary["error"] == "SIGTERM"
+    assert summary["step"] == 0
+
+
+def test_lightnings_sigterm_exception_is_a_sigterm_without_normlabs_handlers(
+    tiny_overrides, tmp_path
+) -> None:
+    # A process that did not install normlab.signals (a submitit job): Lightning caught the SIGTERM
+    # in `fit` and raised its SIGTERMException, a SystemExit with no code (exit 0).
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from normlab.config import compose_config
+    from normlab.train import run
+
+    class SigtermAt(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if trainer.global_step == 5:
+                raise SIGTERMException
+
+    with pytest.raises(SystemExit) as stopped:
+        run(compose_config(tiny_overrides), tmp_path / "run", callbacks=[SigtermAt()])
+    assert stopped.value.code == 143
+    summary = _summary(tmp_path / "run")
+    assert summary["status"] == "interrupted" and summary["error"] == "SIGTERM"
+    assert summary["step"] == 5

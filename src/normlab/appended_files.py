@@ -48,24 +48,25 @@ class AppendedFilesAtCheckpoint(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         lengths = checkpoint.get(CHECKPOINT_KEY)
-        if lengths is None or trainer.global_rank != 0:
+        if lengths is None:
             return  # a checkpoint from before normlab recorded them: the files stay as they are
-        for name in self.files:
-            path = self.run_dir / name
-            if not path.exists():
-                if name in lengths and lengths[name] > 0:
-                    raise NormlabError(
-                        f"cannot resume into {self.run_dir}: {name} is gone, and the checkpoint "
-                        f"holds {lengths[name]} bytes of it"
-                    )
-                continue
-            if name not in lengths:
-                path.unlink()  # begun after the checkpoint: the resumed run writes it again
-                continue
-            size = path.stat().st_size
-            if size < lengths[name]:
+        names = dict.fromkeys([*self.files, *lengths])  # a file of a probe now off is cut too
+        paths = {name: self.run_dir / name for name in names}
+        if not any(p.exists() for p in paths.values()):
+            return  # resumed into a fresh directory: nothing logged there to cut back
+        # Checked on every rank (the files are the same for all), so that all stop together.
+        for name, path in paths.items():
+            size = path.stat().st_size if path.exists() else 0
+            if size < lengths.get(name, 0):
                 raise NormlabError(
                     f"cannot resume into {self.run_dir}: {name} has {size} bytes, fewer than the "
-                    f"{lengths[name]} the checkpoint was saved with (was it edited or replaced?)"
+                    f"{lengths[name]} the checkpoint was saved with (was it edited, replaced or "
+                    "removed? resume into the run's own directory, hydra.run.dir=<run dir>)"
                 )
-            os.truncate(path, lengths[name])
+        if trainer.global_rank != 0:
+            return
+        for name, path in paths.items():
+            if name not in lengths:
+                path.unlink(missing_ok=True)  # begun after the checkpoint: written again
+            else:
+                os.truncate(path, lengths[name])

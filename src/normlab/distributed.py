@@ -1,9 +1,10 @@
 """Releasing the process group of a DDP rank before its interpreter shuts down.
 
-Lightning destroys the default process group at exit, but the gloo `ProcessGroup` object lives on
-as long as something references it: the `DistributedDataParallel` wrapper and its reducer sit in
-reference cycles that only the garbage collector frees, and at exit that collection happens inside
-`Py_FinalizeEx`. The group's destructor waits for its worker threads; a worker still dropping the
+Under gloo nothing destroys the process group before the interpreter shuts down (Lightning's exit
+handler is registered for nccl only), and even `destroy_process_group` leaves the `ProcessGroup`
+object alive while something references it: the `DistributedDataParallel` wrapper and its reducer
+sit in reference cycles that only the garbage collector frees, and at exit that collection happens
+inside `Py_FinalizeEx`. The group's destructor waits for its worker threads; a worker still dropping the
 work of the last collective (the divergence check's `all_gather` in `on_train_end`) must take the
 GIL to release a tensor's Python object, and during finalisation `take_gil` ends that thread with
 `pthread_exit`, whose unwinding through C++ calls `std::terminate`: the rank dies with SIGABRT
@@ -34,9 +35,8 @@ def release_process_group() -> None:
 class ReleaseProcessGroupAtExit(L.Callback):
     """On a rank of a multi-process run, release the process group at exit (see the module).
 
-    Registered in `setup`, which runs in the rank's own process (a child under `ddp_spawn`) after
-    Lightning registered its own exit handler; `atexit` runs handlers last-in first-out, so this
-    one runs first, while the interpreter is whole."""
+    Registered in `setup`, which runs in the rank's own process (a child under `ddp_spawn`), after
+    the process group exists; `atexit` handlers run before the interpreter is torn down."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         global _registered

@@ -354,6 +354,11 @@ def _matches(key: str, patterns: Iterable[str]) -> bool:
     )
 
 
+# The protocol's scale and its declared scales: what a scale sets (`model.width`,
+# `trainer.max_steps`) is compared itself, and runs from before the scale was recorded have none.
+SCALE_KEYS = ("scale", "scales.*")
+
+
 def config_differences(
     table: pd.DataFrame,
     vary: Sequence[str] = ("seed",),
@@ -369,7 +374,7 @@ def config_differences(
     seeds = runs["seed"] if "seed" in runs.columns else None
     differences: dict[str, dict[str, list[str]]] = {}
     for key in config_columns(table):
-        if _matches(key, vary) or _matches(key, ignore):
+        if _matches(key, vary) or _matches(key, ignore) or _matches(key, SCALE_KEYS):
             continue
         values = runs[key]
         if seeds is not None and all(

@@ -54,10 +54,13 @@ ROOT_KEYS = (
 )
 
 # Config groups that belong to one paper and moved under it (old spelling -> new).
-MOVED_GROUPS = {
-    "dln_point": "santurkar2018/dln_point",
-    "vgg_point": "santurkar2018/vgg_point",
-    "protocol": "santurkar2018/protocol",
+MOVED_GROUPS: dict[str, tuple[str, dict[str, str]]] = {  # old group: (new group, old -> new option)
+    "dln_point": ("santurkar2018/dln_point", {}),
+    "vgg_point": ("santurkar2018/vgg_point", {}),
+    "protocol": (
+        "santurkar2018/protocol",
+        {"santurkar2018_dln": "dln", "santurkar2018_vgg": "vgg"},
+    ),
 }
 
 # Keys Hydra's instantiate reads itself; they are not the target's parameters.
@@ -178,7 +181,7 @@ def validate_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
 def check_scale(cfg: DictConfig) -> None:
     """`scale` must be one of the scales the config's protocol declares (`scales`, train.yaml)."""
     scale, scales = cfg.get("scale"), cfg.get("scales")
-    if scale is None or scales is None:
+    if scales is None:
         return  # a config without scales (a test's hand-made one) has nothing to choose
     if scale not in scales:
         model = str(OmegaConf.select(cfg, "model._target_", default="?")).rpartition(".")[2]
@@ -316,9 +319,18 @@ def check_overrides(conf_dir: Path, overrides: Sequence[str]) -> None:
         group = override.key_or_group
         root = group.split(".")[0].split("/")[0]
         if root in MOVED_GROUPS:
+            new_group, options = MOVED_GROUPS[root]
+            value = override.input_line.split("=", 1)[1] if "=" in override.input_line else ""
             raise NormlabError(
                 f"{override.input_line}: the group {root}/ moved under its paper; use "
-                f"{override.input_line.replace(root, MOVED_GROUPS[root], 1)}"
+                f"+{new_group}={options.get(value, value)}"
+            )
+        nested = "/" in group and root != "hydra"  # a group under a folder: a paper's
+        if nested and (conf_dir / root).is_dir() and not (conf_dir / group).is_dir():
+            groups = sorted(p.name for p in (conf_dir / root).iterdir() if p.is_dir())
+            raise NormlabError(
+                f"{override.input_line}: no group {group}/; the groups under {root}/: "
+                f"{', '.join(f'{root}/{g}' for g in groups)}"
             )
         if root not in ROOT_KEYS and root != "hydra" and not (conf_dir / group).is_dir():
             raise NormlabError(

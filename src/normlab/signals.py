@@ -24,6 +24,8 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
+    if len(received) > 1:
+        return  # the run is already stopping (writing its summary): let it finish
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     if signal.getsignal(signal.SIGTERM) is _handler:  # not inside Lightning's `fit`
@@ -37,15 +39,21 @@ def install() -> None:
         signal.signal(signum, _handler)
 
 
-def last_signal() -> signal.Signals | None:
-    """The last signal received since `install()`, or None."""
-    return signal.Signals(received[-1]) if received else None
+def ending_signal(err: BaseException) -> signal.Signals | None:
+    """The signal that ended a run with `err`: the first one received since `install()`, or
+    SIGTERM for Lightning's `SIGTERMException` (a process that did not install these handlers,
+    e.g. a submitit job, whose SIGTERM Lightning caught in `fit`); None for anything else."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if not isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return None
+    if received:
+        return signal.Signals(received[0])
+    return signal.SIGTERM if isinstance(err, SIGTERMException) else None
 
 
 def exit_code(err: BaseException) -> int | None:
     """The exit code a run ended by `err` should end its process with: 128 + the signal's number
     when a signal ended it, else None (keep `err`'s own)."""
-    signum = last_signal()
-    if signum is None or not isinstance(err, (KeyboardInterrupt, SystemExit)):
-        return None
-    return 128 + int(signum)
+    signum = ending_signal(err)
+    return None if signum is None else 128 + int(signum)

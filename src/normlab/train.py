@@ -193,7 +193,7 @@ def run(
         # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into a SystemExit with no code;
         # with normlab.signals installed (the command line), the signal is named and its exit
         # code kept (143 for SIGTERM, 130 for SIGINT).
-        signum = signals.last_signal()
+        signum = signals.ending_signal(err)
         reason = signum.name if signum is not None else f"{type(err).__name__}: {err}"
         status, fields = "interrupted", {"error": reason}
         code = signals.exit_code(err)
@@ -290,15 +290,17 @@ def _checkpointing(
     cfg: DictConfig, run_dir: Path, probes: Sequence[L.Callback]
 ) -> list[L.Callback]:
     """`<run_dir>/checkpoints/last.ckpt`, rewritten at each validation (when checkpointing is on),
-    with the run's appended files kept in step with it (normlab.appended_files)."""
+    with the run's appended files kept in step with it (normlab.appended_files: also when this
+    run writes no checkpoint but resumes from one)."""
+    files = [MetricsCSVLogger.FILE, *(f for p in probes for f in getattr(p, "files", ()))]
+    appended = AppendedFilesAtCheckpoint(run_dir, files)
     if not cfg.trainer.get("enable_checkpointing", True):
-        return []
+        return [appended]
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    files = [MetricsCSVLogger.FILE, *(f for p in probes for f in getattr(p, "files", ()))]
     # No monitor and top-1: the newest checkpoint replaces the previous one, under a fixed name.
     return [
-        AppendedFilesAtCheckpoint(run_dir, files),
+        appended,
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="last",
