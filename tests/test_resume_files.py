@@ -6,6 +6,7 @@ die with it, rows it had written after the checkpoint are on disk."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,41 +68,38 @@ def _killed_run(common: list[str], run_dir: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
-def test_a_killed_and_resumed_run_logs_every_row_once(tiny_overrides, tmp_path) -> None:
+@pytest.fixture
+def killed(tiny_overrides, tmp_path) -> tuple[list[str], Path]:
+    """(overrides, run directory) of a run killed by SIGKILL at step 27."""
     common = _common(tiny_overrides)
-    full = run(compose_config(common), tmp_path / "full", common)
     part = tmp_path / "part"
     _killed_run(common, part)
+    return common, part
+
+
+def test_a_killed_and_resumed_run_logs_every_row_once(killed, tmp_path) -> None:
+    common, part = killed
+    # the checkpoint records each file's length when it was saved, after flushing the logger
     ckpt = part / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=False)["global_step"] == 20
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["global_step"] == 20 and set(saved[CHECKPOINT_KEY]) == set(FILES)
+    assert saved[CHECKPOINT_KEY]["metrics.csv"] == (part / "metrics.csv").stat().st_size
+    assert saved[CHECKPOINT_KEY]["act_hist.csv"] < (part / "act_hist.csv").stat().st_size
     # what the kill left: the probe rows of step 25 written, the metrics after step 20 lost
     assert _rows(part, "act_hist.csv")["step"].astype(int).max() == 25
     assert _rows(part, "metrics.csv")["step"].astype(int).max() == 20
+    # a copy whose metrics.csv lost rows the checkpoint counts: refused, naming both lengths
+    shutil.copytree(part, tmp_path / "damaged")
+    os.truncate(tmp_path / "damaged" / "metrics.csv", 100)
+    damaged = [*common, f"resume={tmp_path / 'damaged' / 'checkpoints' / 'last.ckpt'}"]
+    with pytest.raises(NormlabError, match=r"metrics.csv has 100 bytes, fewer than the \d+"):
+        run(compose_config(damaged), tmp_path / "damaged", damaged)
+    # the resume cuts act_hist.csv back and logs again what the kill lost
     resumed_overrides = [*common, f"resume={ckpt}"]
     resumed = run(compose_config(resumed_overrides), part, resumed_overrides)
     assert resumed.status == "finished"
+    full = run(compose_config(common), tmp_path / "full", common)
     for name in FILES:
         pd.testing.assert_frame_equal(_rows(part, name), _rows(tmp_path / "full", name))
     for key, value in full.module.state_dict().items():
         assert torch.equal(resumed.module.state_dict()[key], value), key
-
-
-def test_a_resume_cuts_rows_written_after_the_checkpoint(tiny_overrides, tmp_path) -> None:
-    # The checkpoint records each file's length when it was saved, after flushing the logger.
-    common = _common(tiny_overrides)
-    part = tmp_path / "part"
-    _killed_run(common, part)
-    lengths = torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)[CHECKPOINT_KEY]
-    assert set(lengths) == set(FILES)
-    assert lengths["metrics.csv"] == (part / "metrics.csv").stat().st_size
-    assert lengths["act_hist.csv"] < (part / "act_hist.csv").stat().st_size
-
-
-def test_a_file_shorter_than_its_checkpoint_refuses_the_resume(tiny_overrides, tmp_path) -> None:
-    common = _common(tiny_overrides)
-    part = tmp_path / "part"
-    _killed_run(common, part)
-    os.truncate(part / "metrics.csv", 100)
-    resumed = [*common, f"resume={part / 'checkpoints' / 'last.ckpt'}"]
-    with pytest.raises(NormlabError, match=r"metrics.csv has 100 bytes, fewer than the \d+"):
-        run(compose_config(resumed), part, resumed)
