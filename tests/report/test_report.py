@@ -24,6 +24,15 @@ RUNS = REPO / "tests" / "golden" / "runs"
 SMOKE = sorted(p for p in RUNS.iterdir() if p.is_dir())
 FIG10 = "santurkar2018/dln_fig10_landscape"
 PNG = b"\x89PNG\r\n\x1a\n"
+# the committed smoke sweeps were made before runs recorded their scale, and at none it declares
+DLN_SUITE_COMMAND = (
+    "python -m normlab.train -m experiment=santurkar2018/dln_suite  # the runs are at no declared "
+    "scale"
+)
+VGG_SUITE_COMMAND = (
+    "python -m normlab.train -m experiment=santurkar2018/vgg_suite  # the runs are at no declared "
+    "scale"
+)
 
 
 def report_main():
@@ -67,6 +76,25 @@ def test_smoke_report_lists_every_declared_claim_once(smoke) -> None:
     vgg = claims["figure"].str.startswith("vgg_")
     assert claims.loc[vgg, "scale"].str.match(r"VGG-16 width x[\d.]+, \d+ steps$").all()
     assert (claims.loc[claims["figure"].str.startswith("dln_"), "scale"] == "DLN, 200 steps").all()
+    # the command that made a figure's runs (their preset), the wall minutes of those runs
+    dln = claims["figure"].str.startswith("dln_")
+    assert (claims.loc[dln, "command"] == DLN_SUITE_COMMAND).all()
+    assert (claims.loc[vgg, "command"] == VGG_SUITE_COMMAND).all()
+    minutes = claims.groupby("figure")["minutes"].first()
+    assert (minutes > 0).all() and minutes["dln_fig5b_lp"] > minutes["dln_fig11_gradchange"]
+
+
+def test_smoke_report_writes_a_page_per_paper(smoke) -> None:
+    _, out = smoke
+    for paper in ("ioffe2015", "santurkar2018"):
+        page = (out / f"{paper}.md").read_text()
+        figures = [i for i in FIGURES if i.startswith(f"{paper}/")]
+        assert sorted(re.findall(r"!\[([^]]+)\]\(([^)]+)\)", page)) == sorted(
+            (i, f"{i}.png") for i in figures
+        )
+        for spec in (FIGURES[i] for i in figures):
+            for claim in spec.claims:
+                assert f"| {claim.id} |" in page
 
 
 def test_smoke_report_draws_every_figure_and_embeds_it(smoke) -> None:

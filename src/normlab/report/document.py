@@ -21,9 +21,7 @@ refused its runs (its ValueError).
 
 from __future__ import annotations
 
-import base64
-import html
-import os
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,8 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from normlab.report import render
 from normlab.report.claims import INSUFFICIENT, NOT_REPRODUCED, REPRODUCED
 from normlab.report.registry import FIGURES, SUITES
+from normlab.report.render import one_line
 from normlab.report.runs import LR_COLUMN, VARIANT, model_text, rate_is, seeds_text, with_variants
 from normlab.report.spec import FigureSpec
 from normlab.report.write import write_claims, write_plot
@@ -64,6 +64,10 @@ CLAIMS_COLUMNS = [
     "verdict",
     "value",
     "sweep",
+    # how the runs were made (their preset and scale) and the wall minutes of the runs the figure
+    # draws (a run two figures draw counts in both)
+    "command",
+    "minutes",
 ]
 REPORT_FILES = ("report.md", "report.html", "claims.csv")
 
@@ -75,10 +79,6 @@ def shown_path(path: PathLike) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
     except ValueError:
         return str(path)
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 # --- sweeps ---------------------------------------------------------------------------------------
@@ -234,6 +234,8 @@ class FigureResult:
     claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIMS_COLUMNS))
     seeds: str = ""
     scale: str = ""
+    command: str = ""
+    minutes: float = float("nan")
     skipped: str = ""
     claims_error: str = ""
     notes: list[str] = field(default_factory=list)
@@ -283,9 +285,59 @@ def _claim_rows(
                 "verdict": got["verdict"] if got is not None else INSUFFICIENT,
                 "value": got["value"] if got is not None else float("nan"),
                 "sweep": sweep,
+                "command": result.command,
+                "minutes": result.minutes,
             }
         )
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
+
+
+@functools.cache
+def _declared_scales(experiment: str) -> dict[str, tuple[object, int]]:
+    """{scale: (model.width, trainer.max_steps)} of every scale `experiment`'s protocol declares."""
+    from normlab.config import compose_config
+
+    names = list(compose_config([f"experiment={experiment}"]).scales)
+    out = {}
+    for name in names:
+        cfg = compose_config([f"experiment={experiment}", f"scale={name}"])
+        out[name] = (cfg.model.get("width"), int(cfg.trainer.max_steps))
+    return out
+
+
+def runs_scale(experiment: str, table: pd.DataFrame) -> str | None:
+    """The scale `table`'s runs were made at: the one their configs record, or, for runs from
+    before normlab recorded it, the declared scale of `experiment` whose model width and run
+    length they all have. None when they mix scales or match none (a test's tiny runs)."""
+    runs = table.drop_duplicates("run_dir")
+    if "scale" in runs and runs["scale"].notna().all():
+        recorded = set(runs["scale"])
+        return recorded.pop() if len(recorded) == 1 else None
+    widths = {None if pd.isna(w) else w for w in runs.get("model.width", pd.Series([None]))}
+    steps = set(runs["max_steps"].astype(int))
+    if len(widths) != 1 or len(steps) != 1:
+        return None
+    shape = (widths.pop(), steps.pop())
+    matches = [name for name, declared in _declared_scales(experiment).items() if declared == shape]
+    return matches[0] if len(matches) == 1 else None
+
+
+def training_command(experiment: str, table: pd.DataFrame) -> str:
+    """The multirun that makes a sweep of `experiment`'s runs at their scale (`runs_scale`); a
+    shell comment says so when the runs are at no declared scale."""
+    command = f"python -m normlab.train -m experiment={experiment}"
+    scale = runs_scale(experiment, table)
+    if scale is None:
+        return f"{command}  # the runs are at no declared scale"
+    return command if scale == "paper" else f"{command} scale={scale}"
+
+
+def run_minutes(table: pd.DataFrame) -> float:
+    """The wall minutes of the runs in `table` (one row or many per run), summed."""
+    if "wall_time_s" not in table:
+        return float("nan")
+    runs = table.drop_duplicates("run_dir")
+    return round(float(runs["wall_time_s"].sum(min_count=1)) / 60, 2)
 
 
 def draw_figure(
@@ -317,11 +369,13 @@ def draw_figure(
         result.written += write_plot(spec, table, out_dir, formats=formats)
         runs = spec.runs(table)
     except ValueError as err:
-        result.skipped = _one_line(err)
+        result.skipped = one_line(err)
         result.claims = _claim_rows(result, None, f"figure not drawn: {result.skipped}")
         return result
     result.seeds = seeds_text(runs.seeds)
     result.scale = model_text(runs.table)
+    result.command = training_command(sweep.experiment, runs.table)
+    result.minutes = run_minutes(runs.table)
     pngs = [p for p in result.written if p.suffix == ".png"]
     result.png = pngs[0] if pngs else None
     try:
@@ -329,7 +383,7 @@ def draw_figure(
         result.written += paths
         result.claims = _claim_rows(result, evaluated)
     except ValueError as err:
-        result.claims_error = _one_line(err)
+        result.claims_error = one_line(err)
         result.claims = _claim_rows(result, None, f"claims not evaluated: {result.claims_error}")
     return result
 
@@ -389,186 +443,23 @@ class Report:
         verdicts = claims.loc[claims["paper"] == paper, "verdict"]
         return {v: int((verdicts == v).sum()) for v in VERDICTS}
 
-    # --- markdown -----------------------------------------------------------------------------
-
-    def markdown(self, out_dir: PathLike) -> str:
-        """`report.md`: the sweeps, what was skipped and why, then per paper, per figure: where
-        its runs came from, its image (a path relative to `out_dir`), its claims."""
-        lines = ["# normlab report", ""]
-        lines += [f"Runs searched: {', '.join(f'`{p}`' for p in self.paths)}.", ""]
-        lines += self._markdown_sweeps()
-        skips, notes = self.skip_lines(), self.note_lines()
-        if skips:
-            lines += ["## Skipped figures", "", *(f"- {_md_text(s)}" for s in skips), ""]
-        if notes:
-            lines += ["## Notes", "", *(f"- {_md_text(s)}" for s in notes), ""]
-        for paper, figures in self.papers().items():
-            if not any(f.drawn or len(f.claims) for f in figures):
-                continue
-            counts = self.verdict_counts(paper)
-            lines += [f"## {paper}", "", _counts_text(counts), ""]
-            for f in figures:
-                if f.drawn or len(f.claims):
-                    lines += self._markdown_figure(f, out_dir)
-        return "\n".join(lines).rstrip() + "\n"
-
-    def _markdown_sweeps(self) -> list[str]:
-        if not self.sweeps.sweeps:
-            return ["No runs found.", ""]
-        lines = ["## Sweeps", "", "| sweep | experiment | runs | feeds |", "|---|---|---|---|"]
-        for s in self.sweeps.sweeps:
-            runs = ", ".join(f"{n} {status}" for status, n in s.statuses.items())
-            feeds = ", ".join(s.feeds()) or "no figure"
-            lines.append(f"| {_md_cell(s.name)} | {s.experiment} | {runs} | {feeds} |")
-        return [*lines, ""]
-
-    def _markdown_figure(self, f: FigureResult, out_dir: PathLike) -> list[str]:
-        lines = [f"### {_md_text(f.spec.title)} (`{f.spec.id}`)", ""]
-        lines += [f"- {_md_text(line)}" for line in _figure_lines(f)]
-        lines.append("")
-        if f.png is not None:
-            rel = Path(os.path.relpath(f.png, out_dir)).as_posix()
-            lines += [f"![{f.spec.id}]({rel})", ""]
-        if len(f.claims):
-            columns = ["claim_id", "claim", "paper_says", "measured", "per_seed", "interval"]
-            columns.append("verdict")
-            lines.append("| id | claim | paper says | measured | per seed | interval | verdict |")
-            lines.append("|---|---|---|---|---|---|---|")
-            for _, row in f.claims.iterrows():
-                lines.append("| " + " | ".join(_md_cell(row[c]) for c in columns) + " |")
-            lines.append("")
-        else:
-            lines += ["No declared claims.", ""]
-        return lines
-
-    # --- html ---------------------------------------------------------------------------------
-
-    def html(self) -> str:
-        """`report.html`: the report's content in one file, every figure embedded as a
-        `data:image/png;base64,` URI, an inline style, no script and nothing fetched."""
-        e = html.escape
-        body = ["<h1>normlab report</h1>"]
-        body.append(
-            f"<p>Runs searched: {', '.join(f'<code>{e(p)}</code>' for p in self.paths)}.</p>"
-        )
-        if self.sweeps.sweeps:
-            body.append("<h2>Sweeps</h2>")
-            rows = [
-                [
-                    s.name,
-                    s.experiment,
-                    ", ".join(f"{n} {st}" for st, n in s.statuses.items()),
-                    ", ".join(s.feeds()) or "no figure",
-                ]
-                for s in self.sweeps.sweeps
-            ]
-            body.append(_html_table(["sweep", "experiment", "runs", "feeds"], rows))
-        else:
-            body.append("<p>No runs found.</p>")
-        skips, notes = self.skip_lines(), self.note_lines()
-        if skips:
-            body.append("<h2>Skipped figures</h2>")
-            body.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in skips) + "</ul>")
-        if notes:
-            body.append("<h2>Notes</h2>")
-            body.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in notes) + "</ul>")
-        for paper, figures in self.papers().items():
-            if not any(f.drawn or len(f.claims) for f in figures):
-                continue
-            body.append(f"<h2>{e(paper)}</h2>")
-            body.append(f"<p>{e(_counts_text(self.verdict_counts(paper)))}</p>")
-            for f in figures:
-                if f.drawn or len(f.claims):
-                    body.append(_html_figure(f))
-        return (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            "<title>normlab report</title>\n"
-            f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
-        )
-
     # --- files --------------------------------------------------------------------------------
 
     def write(self, out_dir: PathLike) -> list[Path]:
-        """Write `report.md`, `report.html` and `claims.csv` into `out_dir`; the paths."""
+        """Write `report.md`, `report.html`, `claims.csv` and a `<paper>.md` for each paper with
+        something to show into `out_dir`; the paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         md, page, csv = (out / name for name in REPORT_FILES)
-        md.write_text(self.markdown(out))
-        page.write_text(self.html())
+        md.write_text(render.markdown(self, out))
+        page.write_text(render.html(self))
         self.claims_table().to_csv(csv, index=False)
-        return [md, page, csv]
-
-
-STYLE = (
-    "body{font-family:sans-serif;max-width:75em;margin:1em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:.5em 0 1.5em}"
-    "td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;font-size:.9em}"
-    "th{background:#f3f3f3;text-align:left}img{max-width:100%}"
-    ".reproduced{background:#dff0d8}.not-reproduced{background:#f2dede}"
-    ".insufficient-data{background:#fcf8e3}"
-)
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    total = sum(counts.values())
-    return f"{total} claim(s): " + ", ".join(f"{n} {v}" for v, n in counts.items())
-
-
-def _figure_lines(f: FigureResult) -> list[str]:
-    """Where a figure's runs came from and what happened to it, one line each."""
-    lines = []
-    sweep = f.choice.sweep
-    if sweep is not None:
-        lines.append(f"runs: {sweep.name} ({sweep.experiment})")
-    if f.seeds or f.scale:
-        lines.append(f"seeds {f.seeds or 'none'}; {f.scale or 'scale unknown'}")
-    if f.choice.note:
-        lines.append(f.choice.note)
-    lines += f.notes
-    if f.skipped:
-        lines.append(f"not drawn: {f.skipped}")
-    if f.claims_error:
-        lines.append(f"claims not evaluated: {f.claims_error}")
-    return lines
-
-
-def _md_text(text: object) -> str:
-    return _one_line(text).replace("<", "&lt;")
-
-
-def _md_cell(value: object) -> str:
-    # A pipe would end the cell and a newline the row.
-    return _md_text(value).replace("|", "\\|")
-
-
-def _html_table(header: Sequence[str], rows: Iterable[Sequence[object]], verdict: int = -1) -> str:
-    e = html.escape
-    out = ["<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            cls = f' class="{str(value).replace(" ", "-")}"' if i == verdict else ""
-            cells.append(f"<td{cls}>{e(str(value))}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _html_figure(f: FigureResult) -> str:
-    e = html.escape
-    parts = [f"<h3>{e(f.spec.title)} (<code>{e(f.spec.id)}</code>)</h3>"]
-    parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in _figure_lines(f)) + "</ul>")
-    if f.png is not None:
-        data = base64.b64encode(f.png.read_bytes()).decode("ascii")
-        parts.append(f'<img alt="{e(f.spec.id)}" src="data:image/png;base64,{data}">')
-    if len(f.claims):
-        columns = ["claim_id", "claim", "paper_says", "measured", "per_seed", "interval", "verdict"]
-        rows = [[row[c] for c in columns] for _, row in f.claims.iterrows()]
-        header = ["id", "claim", "paper says", "measured", "per seed", "interval", "verdict"]
-        parts.append(_html_table(header, rows, verdict=6))
-    else:
-        parts.append("<p>No declared claims.</p>")
-    return "\n".join(parts)
+        pages = []
+        for paper, figures in self.papers().items():
+            if any(f.drawn or len(f.claims) for f in figures):
+                pages.append(out / f"{paper}.md")
+                pages[-1].write_text(render.paper_markdown(self, paper, out))
+        return [md, page, csv, *pages]
 
 
 def build_report(

@@ -68,7 +68,7 @@ CLAIMS = (
         measure=measure_noisy_less_stable,
         paper_steps=VGG_STEPS,
     ),
-    # Added after seeing the CPU-scale Fig. 8 (README): the noise is bounded, so noisy BN's drift
+    # Added after seeing the CPU-scale Fig. 8 (docs/findings.md): the noise is bounded, so noisy BN's drift
     # from step 0 stays put while the standard net's grows; its change from one probe to the next
     # is the other half of the figure and of "less stable".
     Claim(
