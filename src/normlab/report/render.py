@@ -51,7 +51,9 @@ def paper_markdown(report: Report, paper: str, out_dir: PathLike) -> str:
     lines = [f"# {paper}: results", ""]
     lines += [
         f"Made by `python scripts/report.py {' '.join(report.paths)} --out <dir>` "
-        "(normlab.report.document). " + _counts_text(report.verdict_counts(paper)) + ".",
+        "(normlab.report.document) over the runs of `make reproduce-all`. "
+        + _counts_text(report.verdict_counts(paper))
+        + ".",
         "",
     ]
     for f in report.papers()[paper]:
@@ -162,6 +164,8 @@ def _figure_lines(f: FigureResult) -> list[str]:
         lines.append(f"runs: {sweep.name} ({sweep.experiment})")
     if f.seeds or f.scale:
         lines.append(f"seeds {f.seeds or 'none'}; {f.scale or 'scale unknown'}")
+    if f.command:
+        lines.append(f"made by {f.command} ({f.minutes:g} wall minutes of the runs drawn)")
     if f.choice.note:
         lines.append(f.choice.note)
     lines += f.notes
