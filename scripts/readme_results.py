@@ -2,10 +2,10 @@
 
     python scripts/readme_results.py [--claims docs/results/claims.csv] [--readme README.md] [--check]
 
-Writes, between the README's `<!-- results -->` and `<!-- /results -->` lines, one row per
-declared claim of every registered figure (`normlab.report.registry`): its id, paper, figure, what
-the paper says, the verdict, the command that made the runs and the runs' wall minutes, taken from
-`claims.csv` (`scripts/report.py`'s). A claim with no row there reads "not run here" with its
+Writes, between the README's `<!-- results -->` and `<!-- /results -->` lines, a line counting the
+verdicts and a table of one row per declared claim of every registered figure
+(`normlab.report.registry`): its id, paper, figure, what the paper says, the verdict, the command
+that made the runs and the runs' wall minutes, taken from `claims.csv` (`scripts/report.py`'s). A claim with no row there reads "not run here" with its
 preset's command. `--check` changes nothing and exits 1 if the README's table differs from the one
 `claims.csv` gives (tests/test_readme_results.py runs it).
 """
@@ -42,6 +42,7 @@ def table(claims: pd.DataFrame) -> list[str]:
     """The table's lines: every declared claim, in registry order, with its row of `claims`."""
     rows = {r["claim_id"]: r for _, r in claims.iterrows()}
     lines = list(HEADER)
+    verdicts = []
     for figure_id, spec in FIGURES.items():
         paper, figure = figure_id.split("/", 1)
         for claim in spec.claims:
@@ -51,10 +52,13 @@ def table(claims: pd.DataFrame) -> list[str]:
                 command = f"python -m normlab.train -m experiment={spec.suite or figure_id}"
             else:
                 verdict, minutes, command = row["verdict"], _minutes(row["minutes"]), row["command"]
+            verdicts.append(verdict)
             name = claim.id.split("/", 1)[1]
             cells = [f"`{name}`", paper, figure, _cell(claim.paper_says), f"**{verdict}**"]
             lines.append("| " + " | ".join([*cells, f"`{command}`", minutes]) + " |")
-    return lines
+    counts = {v: verdicts.count(v) for v in dict.fromkeys(verdicts)}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    return [f"{len(verdicts)} claims: {summary}.", "", *lines]
 
 
 def rewrite(readme: str, lines: list[str]) -> str:
