@@ -16,6 +16,7 @@ from vggruns import TINY
 FIG4 = "santurkar2018/vgg_fig4_landscape"
 
 
+@pytest.mark.slow  # ~30 s; the VGG figures are drawn from the committed smoke sweep by default
 def test_the_fig4_family_runs_and_draws_through_the_cli(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli(

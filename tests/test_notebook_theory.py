@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pytest
 from conftest import REPO
 from nbclient import NotebookClient
 
@@ -22,6 +23,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # ~26 s of training inside the notebook
 def test_changing_landscape_notebook_runs_and_shows_its_claims(monkeypatch) -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (

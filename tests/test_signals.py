@@ -74,7 +74,10 @@ def _summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
 def test_a_signal_in_training_interrupts_the_run_with_its_exit_code(signum, code, tmp_path):
     run_dir = tmp_path / "run"
     proc = _start(run_dir, tmp_path)
