@@ -51,9 +51,7 @@ def paper_markdown(report: Report, paper: str, out_dir: PathLike) -> str:
     lines = [f"# {paper}: results", ""]
     lines += [
         f"Made by `python scripts/report.py {' '.join(report.paths)} --out <dir>` "
-        "(normlab.report.document) over the runs of `make reproduce-all`. "
-        + _counts_text(report.verdict_counts(paper))
-        + ".",
+        "(normlab.report.document). " + _counts_text(report.verdict_counts(paper)) + ".",
         "",
     ]
     for f in report.papers()[paper]:
