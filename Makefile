@@ -11,7 +11,7 @@ endif
 DATA_ARG := $(if $(DATA),data.root=$(abspath $(DATA)),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install reproduce reproduce-all test test-slow lint format bench tuning constraints clean
+.PHONY: help install reproduce reproduce-all test test-slow test-slurm lint format bench tuning constraints clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: $(STAMP)  ## the test suite (fast tests; no network, no GPU)
 
 test-slow: $(STAMP)  ## the slow tests too
 	$(PY) -m pytest -m "slow or not slow"
+
+test-slurm: $(STAMP)  ## sweeps through a real single-node SLURM of their own (root: installs slurm-wlm, munge; ~8 min)
+	$(PY) -m pytest -m slurm -rs
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -41,6 +41,29 @@ def tiny_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
+def checkpointed_job(tmp_path: Path, max_steps: int, val_every: int = 100) -> list[str]:
+    """One MNIST-preset job on the synthetic set (batch norm, seed 0, one thread, W&B off) that
+    checkpoints every `val_every` steps: the job the launcher and SLURM tests stop and requeue. It
+    asks a cluster for one core (its thread), so that an uninterrupted run of the same job can run
+    on the other core of a 2-core machine meanwhile."""
+    return [
+        "experiment=ioffe2015/fig1_mnist",
+        "debug=smoke",
+        "data=synthetic",
+        "norm=batch",
+        "seed=0",
+        "threads=1",
+        "logger=none",
+        "trainer.enable_checkpointing=true",
+        f"trainer.max_steps={max_steps}",
+        f"trainer.val_check_interval={val_every}",
+        "trainer.log_every_n_steps=50",
+        "resources.cpus_per_task=1",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
+
+
 # One tiny multirun through the CLI, shared by the end-to-end, figure and notebook tests.
 E2E_ARGS = [
     "-m",

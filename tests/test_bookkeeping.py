@@ -22,6 +22,7 @@ SHOWN = {
     "data.root": "test_the_data_read_from_another_folder_changes_no_logged_value",
     "data.download_dir": "test_the_data_read_from_another_folder_changes_no_logged_value",
     "logger.*": "test_where_and_how_a_run_is_kept_changes_no_logged_value",
+    "resources.*": "test_where_and_how_a_run_is_kept_changes_no_logged_value",
     "trainer.enable_progress_bar": "test_where_and_how_a_run_is_kept_changes_no_logged_value",
     "trainer.enable_checkpointing": "test_where_and_how_a_run_is_kept_changes_no_logged_value",
     "resume": "test_a_resumed_run_logs_what_the_uninterrupted_run_logs",
@@ -55,6 +56,9 @@ def test_where_and_how_a_run_is_kept_changes_no_logged_value(tiny_overrides, tmp
         "trainer.enable_checkpointing=true",
         "logger=wandb",
         "logger.wandb.mode=disabled",
+        "resources.gpus_per_node=1",
+        "resources.cpus_per_task=7",
+        "resources.mem_gb=99",
     ]
     other = run(compose_config(changed), tmp_path / "other", changed)
     assert base.status == other.status == "finished"

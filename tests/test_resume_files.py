@@ -5,6 +5,7 @@ die with it, rows it had written after the checkpoint are on disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli
 
 from normlab.appended_files import CHECKPOINT_KEY
 from normlab.config import compose_config
@@ -94,12 +96,17 @@ def test_a_killed_and_resumed_run_logs_every_row_once(killed, tmp_path) -> None:
     damaged = [*common, f"resume={tmp_path / 'damaged' / 'checkpoints' / 'last.ckpt'}"]
     with pytest.raises(NormlabError, match=r"metrics.csv has 100 bytes, fewer than the \d+"):
         run(compose_config(damaged), tmp_path / "damaged", damaged)
-    # the resume cuts act_hist.csv back and logs again what the kill lost
-    resumed_overrides = [*common, f"resume={ckpt}"]
-    resumed = run(compose_config(resumed_overrides), part, resumed_overrides)
-    assert resumed.status == "finished"
+    # `resume=<run dir>` from the command line: the run's own config and checkpoint, nothing
+    # retyped; it cuts act_hist.csv back and logs again what the kill lost
+    resumed = run_cli([f"resume={part}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((part / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 40
+    assert summary["overrides"] == common and summary["attempts"][0]["status"] == "running"
     full = run(compose_config(common), tmp_path / "full", common)
     for name in FILES:
         pd.testing.assert_frame_equal(_rows(part, name), _rows(tmp_path / "full", name))
+    final = torch.load(ckpt, weights_only=False)
+    assert final["global_step"] == 40
     for key, value in full.module.state_dict().items():
-        assert torch.equal(resumed.module.state_dict()[key], value), key
+        assert torch.equal(final["state_dict"][key], value), key

@@ -21,6 +21,7 @@ BOOKKEEPING_KEYS = (
     "data.root",
     "data.download_dir",
     "logger.*",  # W&B on or off, its project and tags
+    "resources.*",  # what a job asks a cluster for (hydra/launcher=slurm|local)
     "trainer.enable_progress_bar",
     "trainer.enable_checkpointing",
     # A resumed run continues the same computation (tests/test_train.py, the resume tests).

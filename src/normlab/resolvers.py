@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -31,3 +34,28 @@ def job_dirname(override_dirname: str, job_num: int) -> str:
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 # The overrides a job directory's name leaves out: normlab.bookkeeping's one list.
 OmegaConf.register_new_resolver("bookkeeping_overrides", bookkeeping_overrides, replace=True)
+
+
+def job_record_subdir(output_dir: str) -> str | None:
+    """Hydra's `output_subdir` for a job: `.hydra`, or None (write no record) when the directory
+    already holds a run. Hydra writes `.hydra/*.yaml` before normlab's code runs; a sweep launched
+    again into its own directory, a requeued job or a refused run must not rewrite the record of
+    the run there (normlab.resume compares that run's config with the new one)."""
+    return None if (Path(output_dir) / "summary.json").exists() else ".hydra"
+
+
+def job_log_file(output_dir: str) -> str:
+    """Where a job's log goes: `train.log` in its directory, appended to by a resumed run; for a
+    run already done (a re-launched sweep skips it), nowhere, so that its files stay untouched."""
+    from normlab.resume import DONE_STATUSES
+
+    summary = Path(output_dir) / "summary.json"
+    try:
+        done = json.loads(summary.read_text()).get("status") in DONE_STATUSES
+    except (OSError, ValueError):
+        done = False
+    return os.devnull if done else str(Path(output_dir) / "train.log")
+
+
+OmegaConf.register_new_resolver("job_record_subdir", job_record_subdir, replace=True)
+OmegaConf.register_new_resolver("job_log_file", job_log_file, replace=True)

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from normlab.bookkeeping import BOOKKEEPING_KEYS
+from normlab.resume import PREVIOUS_ATTEMPTS
 
 log = logging.getLogger("normlab.results")
 
@@ -78,7 +79,7 @@ def find_runs(paths: Iterable[PathLike]) -> list[Path]:
     """Every directory under `paths` (searched recursively, a path itself included) that holds a
     `summary.json`, or Hydra's `.hydra/config.yaml` (a job that died before normlab wrote its
     summary: it is then counted as unreadable, never skipped in silence), sorted and without
-    duplicates.
+    duplicates; not an earlier attempt a job set aside to run again (`.previous-attempts/`).
 
     Raises FileNotFoundError naming a path that does not exist."""
     runs: set[Path] = set()
@@ -91,8 +92,10 @@ def find_runs(paths: Iterable[PathLike]) -> list[Path]:
             if path.name == SUMMARY_FILE:
                 runs.add(path.parent.resolve())
             continue
-        runs.update(p.parent.resolve() for p in path.rglob(SUMMARY_FILE) if p.is_file())
-        runs.update(p.parent.parent.resolve() for p in path.rglob(".hydra/config.yaml"))
+        found = [p.parent for p in path.rglob(SUMMARY_FILE) if p.is_file()]
+        found += [p.parent.parent for p in path.rglob(".hydra/config.yaml")]
+        # A job run again keeps its earlier attempt's files apart (normlab.resume): not a run.
+        runs.update(p.resolve() for p in found if PREVIOUS_ATTEMPTS not in p.parts)
     return sorted(runs)
 
 

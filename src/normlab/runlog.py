@@ -184,6 +184,23 @@ class RunSummary:
         }
         self.data.update(fields)
         self._t0 = dt.datetime.now(dt.UTC)
+        self._earlier_wall_s = 0.0
+
+    @classmethod
+    def continued(cls, run_dir: str | Path, **fields: Any) -> RunSummary:
+        """The summary of a run resumed in its own directory: `fields` as for a new one, the
+        first attempt's start kept (`first_started_at`), each earlier attempt's ending listed in
+        `attempts`, and `wall_time_s` counting every attempt that ended (a killed one recorded
+        no time)."""
+        summary = cls(run_dir, **fields)
+        earlier = json.loads(summary.path.read_text())
+        ending = ("started_at", "ended_at", "status", "step", "error", "process", "wall_time_s")
+        summary.data.update(
+            attempts=[*earlier.get("attempts", []), {k: earlier.get(k) for k in ending}],
+            first_started_at=earlier.get("first_started_at") or earlier.get("started_at"),
+        )
+        summary._earlier_wall_s = float(earlier.get("wall_time_s") or 0.0)
+        return summary
 
     def write(self, **fields: Any) -> None:
         """Update fields and rewrite the file (on rank 0 only: every DDP rank holds a summary)."""
@@ -194,5 +211,5 @@ class RunSummary:
             write_json_atomic(self.path, self.data)
 
     def end(self, status: str, **fields: Any) -> None:
-        elapsed = (dt.datetime.now(dt.UTC) - self._t0).total_seconds()
+        elapsed = (dt.datetime.now(dt.UTC) - self._t0).total_seconds() + self._earlier_wall_s
         self.write(status=status, ended_at=now(), wall_time_s=round(elapsed, 3), **fields)

@@ -51,6 +51,7 @@ ROOT_KEYS = (
     "compile",
     "scale",
     "scales",
+    "resources",
 )
 
 # Config groups that belong to one paper and moved under it (old spelling -> new).
@@ -119,6 +120,10 @@ RULES: tuple[Rule, ...] = (
     Rule("name", is_str, "a non-empty string (the preset's id)", required=True),
     Rule("flush_denormal", is_bool, "true or false"),
     Rule("threads", optional(int_at_least(1)), "null (torch's default) or an integer >= 1"),
+    Rule("resources.gpus_per_node", int_at_least(0), "an integer >= 0", required=True),
+    Rule("resources.cpus_per_task", int_at_least(1), "an integer >= 1", required=True),
+    Rule("resources.mem_gb", int_at_least(1), "an integer >= 1", required=True),
+    Rule("resources.timeout_min", int_at_least(1), "an integer >= 1 (minutes)", required=True),
     Rule("resume", optional(is_str), "null or the path of a checkpoint"),
     Rule("compile.enabled", is_bool, "true or false"),
     Rule("data.batch_size", int_at_least(1), "an integer >= 1", required=True),

@@ -15,7 +15,12 @@ signal's code.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
 
 # The signals received since `install()`, in order.
 received: list[int] = []
@@ -54,6 +59,54 @@ def ending_signal(err: BaseException) -> signal.Signals | None:
 
 def exit_code(err: BaseException) -> int | None:
     """The exit code a run ended by `err` should end its process with: 128 + the signal's number
-    when a signal ended it, else None (keep `err`'s own)."""
+    when SIGTERM or SIGINT ended it, else None (keep `err`'s own: submitit's requeue after SIGUSR2
+    exits with the code its launcher reads)."""
     signum = ending_signal(err)
-    return None if signum is None else 128 + int(signum)
+    return None if signum not in HANDLED else 128 + int(signum)
+
+
+def requeue_handler() -> Any:
+    """The handler of submitit's requeue signal in this process, or None outside a submitit job.
+
+    A SLURM job of `hydra/launcher=slurm` gets SIGUSR2 from SLURM `signal_delay_s` before its time
+    limit (and at preemption when the cluster is set up so); submitit's handler then resubmits the
+    same Hydra job (the job requeued in place, `max_num_timeout` times at most) and exits. The job
+    runs again in its directory and resumes from its checkpoint (normlab.resume)."""
+    handler = signal.getsignal(signal.SIGUSR2)
+    owner = getattr(handler, "__self__", None)
+    return handler if type(owner).__module__.startswith("submitit.") else None
+
+
+class CheckpointBeforeRequeue(Callback):
+    """In a submitit job, SIGUSR2 (the job is about to be requeued) first saves the run's
+    checkpoint at the end of the current step, so that the requeued job loses no step, and then
+    lets submitit requeue it: the run ends `interrupted`, `error` SIGUSR2.
+
+    Requeue has one owner: submitit. Lightning's own SLURM requeue (`SLURMEnvironment(
+    auto_requeue=True)`, on SIGUSR1) is turned off by normlab.train, since it would requeue the job
+    a second time and restore its `hpc_ckpt_*` files outside normlab's resume."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = checkpoint
+        self._submitit_handler: Any = None
+        self._asked = False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._submitit_handler = requeue_handler()
+        if self._submitit_handler is not None:
+            signal.signal(signal.SIGUSR2, self._ask)
+
+    def _ask(self, signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        self._asked = True  # acted on at the end of the step: a checkpoint needs a whole step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if not self._asked:
+            return
+        trainer.save_checkpoint(self.checkpoint)
+        signal.signal(signal.SIGUSR2, self._submitit_handler)
+        self._submitit_handler(signal.SIGUSR2, None)  # requeues, then exits with its own code
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._submitit_handler is not None and not self._asked:
+            signal.signal(signal.SIGUSR2, self._submitit_handler)

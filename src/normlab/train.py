@@ -7,6 +7,7 @@ one job after another (or through a launcher: `hydra/launcher=local|slurm`).
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from normlab import signals
+from normlab import resume, signals, sweep
 from normlab.appended_files import AppendedFilesAtCheckpoint
 from normlab.config import CONF_DIR
 from normlab.console import ProgressLines, progress_bar_wanted, silence_library_noise
@@ -43,8 +44,11 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, job_name: str) -> list[L.pytorch.loggers.Logger]:
-    """metrics.csv always; W&B unless `logger=none`."""
+def build_loggers(
+    cfg: DictConfig, run_dir: Path, job_name: str, wandb_id: str | None = None
+) -> list[L.pytorch.loggers.Logger]:
+    """metrics.csv always; W&B unless `logger=none`, as the W&B run `wandb_id` (a resumed run
+    continues its own W&B run)."""
     loggers: list[Any] = [MetricsCSVLogger(run_dir)]
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if wandb_cfg:
@@ -60,6 +64,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, job_name: str) -> list[L.pytor
             save_dir=str(run_dir),
             name=job_name,
             mode=mode,
+            id=wandb_id,
+            resume="allow",
             config=OmegaConf.to_container(cfg, resolve=True),
             **options,
         )
@@ -130,11 +136,9 @@ def run(
     `failed` (or `interrupted`); `NormlabError` marks bad input."""
     run_dir = Path(run_dir)
     is_rank_zero = rank_zero_only.rank == 0  # under strategy=ddp every rank runs this function
-    if is_rank_zero and (run_dir / RunSummary.FILE).exists() and not cfg.get("resume"):
-        raise NormlabError(
-            f"{run_dir} already holds a run (summary.json); choose another directory "
-            "(hydra.run.dir / hydra.sweep.dir) or set resume=<checkpoint> to continue it"
-        )
+    earlier = resume.read_summary(run_dir)
+    if is_rank_zero and earlier is not None:
+        _check_continues(cfg, run_dir, earlier)
     _validate_at_the_door(cfg, run_dir, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     silence_library_noise()
@@ -145,13 +149,18 @@ def run(
         torch.set_num_threads(int(cfg.threads))
     job_name = job_name or ",".join(overrides) or "default"
     max_steps = int(cfg.trainer.max_steps)
-    summary = RunSummary(
+    # A run continued in its own directory keeps its W&B run and its record of earlier attempts.
+    continues = earlier is not None and bool(cfg.get("resume"))
+    wandb_id = (earlier or {}).get("wandb_id") if continues else None
+    summary = (RunSummary.continued if continues else RunSummary)(
         run_dir,
         experiment=cfg.get("name"),
         overrides=list(overrides),
         seed=int(cfg.seed),
         max_steps=max_steps,
         config=OmegaConf.to_container(cfg, resolve=True),
+        process=resume.process_record(),
+        wandb_id=wandb_id or _new_wandb_id(cfg),
     )
     summary.write(status="running")
     module = trainer = None
@@ -165,7 +174,7 @@ def run(
         probes = build_probes(cfg)
         trainer = instantiate(
             cfg.trainer,
-            logger=build_loggers(cfg, run_dir, job_name),
+            logger=build_loggers(cfg, run_dir, job_name, summary.data["wandb_id"]),
             callbacks=[
                 *probes,
                 *_checkpointing(cfg, run_dir, probes),
@@ -175,6 +184,7 @@ def run(
             ],
             enable_progress_bar=progress_bar,
             default_root_dir=str(run_dir),
+            plugins=_cluster_plugins(),
         )
         compile_model(cfg, model, trainer.strategy.root_device, probes)
         summary.write(device=str(trainer.strategy.root_device), threads=torch.get_num_threads())
@@ -223,6 +233,31 @@ def run(
         torch.set_flush_denormal(flushing_before)
     log.info("run %s: %s at step %d -> %s", job_name, status, step, run_dir)
     return RunResult(status, module, trainer, summary.data)
+
+
+def _check_continues(cfg: DictConfig, run_dir: Path, earlier: dict[str, Any]) -> None:
+    """A run directory that holds a run takes only that run, continued (`resume`), and never
+    while its process still runs."""
+    if not cfg.get("resume"):
+        raise NormlabError(
+            f"{run_dir} already holds a run (summary.json, {earlier.get('status')}); continue it "
+            f"with `python -m normlab.train resume={run_dir}`, or choose another directory "
+            "(hydra.run.dir / hydra.sweep.dir)"
+        )
+    if earlier.get("status") == "running" and resume.still_running(earlier.get("process")):
+        process = earlier["process"]
+        raise NormlabError(
+            f"{run_dir} is running now (process {process.get('pid')} on {process.get('host')}); "
+            "wait for it or stop it first"
+        )
+
+
+def _new_wandb_id(cfg: DictConfig) -> str | None:
+    """A W&B run id chosen before the run starts, so that its summary names it from the start
+    (8 characters of [0-9a-f], valid as a W&B id)."""
+    if not (cfg.get("logger") or {}).get("wandb"):
+        return None
+    return secrets.token_hex(4)
 
 
 def flushes_denormals() -> bool:
@@ -295,11 +330,15 @@ def _checkpointing(
     files = [MetricsCSVLogger.FILE, *(f for p in probes for f in getattr(p, "files", ()))]
     appended = AppendedFilesAtCheckpoint(run_dir, files)
     if not cfg.trainer.get("enable_checkpointing", True):
+        log.warning(
+            "trainer.enable_checkpointing=false: this run writes no checkpoint and cannot be "
+            "resumed (an interrupted sweep job runs again from the start)"
+        )
         return [appended]
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     # No monitor and top-1: the newest checkpoint replaces the previous one, under a fixed name.
-    return [
+    checkpoints = [
         appended,
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -308,6 +347,17 @@ def _checkpointing(
             enable_version_counter=False,
         ),
     ]
+    if signals.requeue_handler() is not None:  # a submitit job: see normlab.signals
+        checkpoints.append(signals.CheckpointBeforeRequeue(run_dir / "checkpoints" / "last.ckpt"))
+    return checkpoints
+
+
+def _cluster_plugins() -> list[Any]:
+    """Under SLURM, Lightning's cluster environment without its own requeue (normlab.signals:
+    submitit owns requeue)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _where_training_ended(trainer: L.Trainer) -> tuple[int, int | None]:
@@ -336,6 +386,9 @@ def _reject_ddp_in_multirun(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    # A job that a launcher started (submitit: local or SLURM) did not go through `main()`.
+    signals.install()
+    sweep.watch_launcher()
     hydra_cfg = HydraConfig.get()
     warn_if_sweep_ignored(cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -343,6 +396,22 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     job_name = hydra_cfg.job.override_dirname or cfg.name
     try:
         _reject_ddp_in_multirun(cfg, hydra_cfg)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # A sweep launched again into its own directory, or a requeued SLURM job (it runs its
+            # Hydra job again): carry on from what the job directory holds (normlab.resume).
+            plan = resume.plan_job(run_dir, cfg)
+            if plan.action == "skip":
+                log.info("job %s: %s: skipped", job_name, plan.reason)
+                return (plan.summary or {}).get("final_metrics", {}).get("test/acc")
+            if plan.action == "resume":
+                log.info("job %s: %s: resuming from %s", job_name, plan.reason, plan.checkpoint)
+                with open_dict(cfg):
+                    cfg.resume = str(plan.checkpoint)
+            elif plan.action == "rerun" and rank_zero_only.rank == 0:
+                moved = resume.set_aside(run_dir)
+                log.info(
+                    "job %s: %s: running it again (earlier files: %s)", job_name, plan.reason, moved
+                )
         result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
     except Exception as raised:
         # Bad input found while Hydra instantiates a component arrives wrapped in Hydra's
@@ -382,6 +451,7 @@ def check_command_line(argv: Sequence[str]) -> None:
         return
     overrides = [a for a in argv if not a.startswith("-")]
     check_overrides(CONF_DIR, overrides)
+    sweep.check_slurm_launch(overrides)
     from normlab.config import compose_config, sweep_points
 
     try:
@@ -394,6 +464,39 @@ def check_command_line(argv: Sequence[str]) -> None:
         raise NormlabError(" ".join(str(err).split())) from err
 
 
+def resume_run(argv: Sequence[str]) -> RunResult:
+    """`resume=<run dir> [bookkeeping overrides]`: continue that run from its own record, in its
+    own directory, without Hydra (normlab.resume). NormlabError for anything it cannot do."""
+    flags = [a for a in argv if a.startswith("-")]
+    if flags:
+        raise NormlabError(f"resume=<run dir> takes no flags (got {flags}): it continues one run")
+    value = next(a for a in argv if a.startswith("resume=")).partition("=")[2]
+    run_dir = resume.resume_target(value)
+    others = [a for a in argv if not a.startswith("resume=")]
+    # The older form named the run's directory with hydra.run.dir: the same directory is fine.
+    others = [
+        a
+        for a in others
+        if not (a.startswith("hydra.run.dir=") and Path(a.partition("=")[2]).resolve() == run_dir)
+    ]
+    cfg = resume.resumed_config(run_dir, others)
+    recorded = resume.read_summary(run_dir) or {}
+    _log_to(run_dir / "train.log")
+    log.info("resuming %s from %s", run_dir, cfg.resume)
+    overrides = recorded.get("overrides") or []
+    return run(cfg, run_dir, overrides, job_name=run_dir.name)
+
+
+def _log_to(path: Path) -> None:
+    """Console and `path` (appended), formatted as Hydra's job logging does (conf/hydra)."""
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.StreamHandler(), logging.FileHandler(path, mode="a")):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
 def main() -> None:
     """Console entry point (`normlab-train`, `python -m normlab.train`)."""
     signals.install()  # from the start: a SIGTERM while composing or loading data is an interrupt
@@ -401,11 +504,25 @@ def main() -> None:
         sys.exit(
             f"normlab: config folder {CONF_DIR} not found: reinstall normlab (`pip install .`)"
         )
+    argv = sys.argv[1:]
+    if any(a.startswith("resume=") for a in argv):
+        try:
+            resume_run(argv)
+        except NormlabError as err:
+            sys.exit(f"normlab: error: {err}")
+        return
     try:
-        check_command_line(sys.argv[1:])
+        check_command_line(argv)
     except NormlabError as err:
         sys.exit(f"normlab: error: {err}")
-    _hydra_main()
+    # A sweep: how its jobs ended, those not done listed; any of them makes the exit non-zero.
+    try:
+        _hydra_main()
+    except SystemExit:
+        sweep.report_sweeps()
+        raise
+    if not sweep.report_sweeps():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,341 @@
+"""Runs that continue in their own directories (normlab.resume, normlab.sweep): what a job
+directory of a re-launched sweep does, `resume=<run dir>` from the command line, whether a
+recorded process still runs, and a sweep killed mid-way then launched again."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, run_cli
+from omegaconf import OmegaConf
+
+from normlab import resume, sweep
+from normlab.errors import NormlabError
+from normlab.results import find_runs
+
+CONFIG = {"seed": 0, "optim": {"lr": 0.1}, "norm": {"name": "batch"}, "logger": {"wandb": None}}
+
+
+def _run_dir(
+    path: Path, status: str, checkpoint: bool = True, config: dict | None = None, **fields
+) -> Path:
+    path.mkdir(parents=True)
+    summary = {"status": status, "step": 20, "config": config or CONFIG, **fields}
+    (path / "summary.json").write_text(json.dumps(summary))
+    (path / "metrics.csv").write_text("step,metric,value\n")
+    if checkpoint:
+        (path / "checkpoints").mkdir()
+        (path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return path
+
+
+def _dead_process() -> dict:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    record = resume.process_record_of(child.pid)
+    child.kill()
+    child.wait()
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Whether a recorded process still runs.
+
+
+def test_a_process_record_tells_a_live_process_from_a_gone_one() -> None:
+    me = resume.process_record()
+    assert me["pid"] == os.getpid() and resume.still_running(me) is True
+    assert resume.still_running(_dead_process()) is False
+    # the same pid reused by another process (another start time), or a reboot since
+    assert resume.still_running({**me, "start_ticks": me["start_ticks"] - 1}) is False
+    assert resume.still_running({**me, "boot_id": "another-boot"}) is False
+    # another host and no SLURM job to ask about: this machine cannot tell
+    assert resume.still_running({**me, "host": "elsewhere.example"}) is None
+    assert resume.still_running(None) is None
+
+
+def test_a_requeued_slurm_job_reads_its_earlier_run_as_gone(monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    record = {**resume.process_record(), "host": "node-that-ran-it-before"}
+    assert record["slurm_job_id"] == "77" and resume.still_running(record) is False
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert resume.process_record()["slurm_job_id"] == "70_3"
+
+
+# ---------------------------------------------------------------------------------------------
+# A job directory of a re-launched sweep.
+
+
+def test_each_state_of_a_job_directory_has_its_plan(tmp_path) -> None:
+    assert resume.plan_job(tmp_path / "new", CONFIG).action == "fresh"
+    for status in ("finished", "diverged"):
+        plan = resume.plan_job(_run_dir(tmp_path / status, status), CONFIG)
+        assert plan.action == "skip" and status in plan.reason
+    plan = resume.plan_job(_run_dir(tmp_path / "cut", "interrupted"), CONFIG)
+    assert plan.action == "resume" and plan.checkpoint == tmp_path / "cut/checkpoints/last.ckpt"
+    # a run whose process is gone is interrupted; without a checkpoint it starts over
+    gone = _run_dir(tmp_path / "gone", "running", process=_dead_process())
+    assert resume.plan_job(gone, CONFIG).action == "resume"
+    bare = _run_dir(tmp_path / "bare", "interrupted", checkpoint=False)
+    assert resume.plan_job(bare, CONFIG) == resume.JobPlan(
+        "rerun",
+        "interrupted with no checkpoint",
+        summary=json.loads((bare / "summary.json").read_text()),
+    )
+    assert resume.plan_job(_run_dir(tmp_path / "failed", "failed"), CONFIG).action == "rerun"
+
+
+def test_a_job_directory_of_another_config_or_a_live_run_is_refused(tmp_path) -> None:
+    done = _run_dir(tmp_path / "done", "finished")
+    with pytest.raises(NormlabError, match=r"another config \(optim.lr: 0.1 there, 0.5 now\)"):
+        resume.plan_job(done, {**CONFIG, "optim": {"lr": 0.5}})
+    # where the run was kept is not what it computed: the same job
+    moved = {**CONFIG, "paths": {"runs_dir": "/elsewhere"}}
+    assert resume.plan_job(done, moved).action == "skip"
+    live = _run_dir(tmp_path / "live", "running", process=resume.process_record())
+    with pytest.raises(NormlabError, match=rf"is running now \(process {os.getpid()} on "):
+        resume.plan_job(live, CONFIG)
+    far = _run_dir(tmp_path / "far", "running", process={"host": "elsewhere", "pid": 1})
+    with pytest.raises(NormlabError, match="cannot tell whether that process is gone.*resume="):
+        resume.plan_job(far, CONFIG)
+
+
+def test_a_job_run_again_sets_its_earlier_attempt_aside_where_no_figure_reads_it(tmp_path) -> None:
+    job = _run_dir(tmp_path / "sweep" / "norm=batch", "failed")
+    (job / ".hydra").mkdir()
+    (job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (job / "train.log").write_text("first attempt\n")
+    moved = resume.set_aside(job)
+    assert moved == job / ".previous-attempts" / "1"
+    assert sorted(p.name for p in moved.iterdir()) == ["checkpoints", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in job.iterdir()) == [".hydra", ".previous-attempts", "train.log"]
+    assert find_runs([tmp_path / "sweep"]) == [job.resolve()]
+    (job / "summary.json").write_text("{}")
+    assert resume.set_aside(job).name == "2"
+
+
+# ---------------------------------------------------------------------------------------------
+# `resume=<run dir>`.
+
+
+def test_resume_takes_the_run_directory_and_only_bookkeeping_overrides(tmp_path) -> None:
+    config = {**CONFIG, "trainer": {"enable_progress_bar": "auto"}, "resume": None}
+    cut = _run_dir(tmp_path / "cut", "interrupted", config=config)
+    cfg = resume.resumed_config(cut, ["trainer.enable_progress_bar=false"])
+    assert cfg.resume == str(cut / "checkpoints" / "last.ckpt")
+    assert cfg.trainer.enable_progress_bar is False and cfg.optim.lr == 0.1
+    # the older form, a checkpoint under the run's checkpoints/, names the same run
+    assert resume.resume_target(str(cut / "checkpoints" / "last.ckpt")) == cut.resolve()
+    with pytest.raises(NormlabError, match=r"would change what it computes: \['optim.lr=0.5'\]"):
+        resume.resumed_config(cut, ["optim.lr=0.5", "trainer.enable_progress_bar=false"])
+    with pytest.raises(
+        NormlabError, match="'logger.wandb.mode=online' must be key=value for a key"
+    ):
+        resume.resumed_config(cut, ["logger.wandb.mode=online"])  # the run logged to no W&B
+    with pytest.raises(NormlabError, match="is already finished at step 20"):
+        resume.resumed_config(_run_dir(tmp_path / "done", "finished"), [])
+    bare = _run_dir(tmp_path / "bare", "interrupted", checkpoint=False)
+    with pytest.raises(NormlabError, match="has no checkpoint .*run it again instead"):
+        resume.resumed_config(bare, [])
+    with pytest.raises(NormlabError, match="no such run directory"):
+        resume.resume_target(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NormlabError, match="holds no run"):
+        resume.resume_target(str(tmp_path / "empty"))
+
+
+def test_a_refused_command_line_leaves_the_runs_record_as_it_was(tmp_path) -> None:
+    """Bad resumes and a new run pointed at a run's directory end with one line, and nothing of
+    the run's record changes (Hydra's `.hydra/`: normlab.resolvers.job_record_subdir)."""
+    cut = _run_dir(tmp_path / "cut", "interrupted", config={**CONFIG, "resume": None})
+    (cut / ".hydra").mkdir()
+    (cut / ".hydra" / "config.yaml").write_text("recorded: true\n")
+    before = _files(cut)
+    commands = [
+        ([f"resume={cut}", "optim.lr=0.5"], "would change what it computes"),
+        ([f"resume={cut}", "-m"], "takes no flags"),
+        (
+            ["experiment=ioffe2015/fig1_mnist", "data=synthetic", f"hydra.run.dir={cut}"],
+            rf"already holds a run \(summary.json, interrupted\); continue it with .*resume={cut}",
+        ),
+    ]
+    for args, message in commands:
+        proc = run_cli(args, cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert re.search(message, proc.stderr), proc.stderr[-2000:]
+    after = _files(cut)
+    # The log is not the record: Hydra's job logging appends the refusal to train.log.
+    after.pop(cut / "train.log", None)
+    assert after == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The end of a sweep.
+
+
+def test_a_sweep_lists_its_jobs_that_did_not_end_done(tmp_path, caplog) -> None:
+    root = tmp_path / "sweep"
+    _run_dir(root / "norm=none", "finished")
+    _run_dir(root / "norm=batch", "failed", error="RuntimeError: boom")
+    (root / "norm=layer" / ".hydra").mkdir(parents=True)
+    assert sweep.job_outcomes(root) == {
+        "failed": [("norm=batch", "RuntimeError: boom")],
+        "finished": [("norm=none", None)],
+        "never started": [("norm=layer", None)],
+    }
+    sweep.launched[:] = [root]
+    try:
+        with caplog.at_level("INFO", logger="normlab.sweep"):
+            assert sweep.report_sweeps() is False
+    finally:
+        sweep.launched.clear()
+    assert "1 failed, 1 finished, 1 never started" in caplog.text
+    assert "failed: norm=batch (RuntimeError: boom)" in caplog.text
+    assert "never started: norm=layer" in caplog.text
+
+
+def test_each_launch_into_a_sweep_directory_keeps_the_records_of_the_earlier_ones(tmp_path) -> None:
+    keep = sweep.KeepLaunchRecords()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    for launch in ("first", "second", "third"):
+        keep.on_multirun_start(config)
+        (tmp_path / "multirun.yaml").write_text(launch)  # what Hydra writes next
+    sweep.launched.clear()
+    kept = {p.name: p.read_text() for p in tmp_path.glob("multirun*.yaml")}
+    assert kept == {
+        "multirun.1.yaml": "first",
+        "multirun.2.yaml": "second",
+        "multirun.yaml": "third",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep killed mid-way, then launched again into its own directory.
+
+
+def _sweep_args(sweep_dir: Path, tmp_path: Path) -> list[str]:
+    return [
+        "-m",
+        "experiment=ioffe2015/fig1_mnist",
+        "debug=smoke",
+        "data=synthetic",
+        "seed=0,1",
+        "logger=none",
+        "trainer.enable_checkpointing=true",
+        "trainer.max_steps=600",
+        "trainer.val_check_interval=20",
+        "probe.activations.every_n_steps=50",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+
+
+def _files(job: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in job.rglob("*") if p.is_file()}
+
+
+def _statuses(sweep_dir: Path) -> dict[str, str]:
+    return {
+        p.parent.name: json.loads(p.read_text())["status"] for p in sweep_dir.glob("*/summary.json")
+    }
+
+
+def _rows(job: Path, name: str) -> pd.DataFrame:
+    rows = pd.read_csv(job / name, dtype=str)
+    return rows.sort_values(list(rows.columns)).reset_index(drop=True)
+
+
+def _figure_data(sweep_dir: Path, out: Path) -> pd.DataFrame:
+    script = REPO / "scripts" / "figures.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(sweep_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pd.read_csv(out / "ioffe2015" / "fig1_mnist_data.csv")
+
+
+def test_a_killed_sweep_launched_again_ends_as_an_uninterrupted_one(tmp_path) -> None:
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normlab.train", *_sweep_args(killed, tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    # SIGKILL once the first job is finished and the second has written its first checkpoint
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        statuses = _statuses(killed)
+        running = [job for job, status in statuses.items() if status == "running"]
+        checkpointed = running and (killed / running[0] / "checkpoints" / "last.ckpt").exists()
+        if "finished" in statuses.values() and checkpointed:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the sweep ended before it could be killed"
+    (done,) = [job for job, status in _statuses(killed).items() if status == "finished"]
+    (cut,) = [job for job, status in _statuses(killed).items() if status == "running"]
+    assert len(_statuses(killed)) == 2  # two jobs never started
+    record = _files(killed / done)
+    first_launch = (killed / "multirun.yaml").read_text()
+
+    again = run_cli(_sweep_args(killed, tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(_statuses(killed).values()) == {"finished"} and len(_statuses(killed)) == 4
+    # the finished job was skipped without touching a file, the killed one resumed
+    assert _files(killed / done) == record
+    summary = json.loads((killed / cut / "summary.json").read_text())
+    assert [a["status"] for a in summary["attempts"]] == ["running"]
+    assert "resuming from" in (killed / cut / "train.log").read_text()
+    assert (killed / "multirun.1.yaml").read_text() == first_launch
+
+    whole = tmp_path / "whole"
+    assert run_cli(_sweep_args(whole, tmp_path), cwd=tmp_path).returncode == 0
+    jobs = sorted(p.name for p in whole.glob("*/summary.json"))
+    assert jobs == sorted(p.name for p in killed.glob("*/summary.json"))
+    for job in _statuses(whole):
+        for name in ("metrics.csv", "act_hist.csv"):
+            pd.testing.assert_frame_equal(_rows(killed / job, name), _rows(whole / job, name))
+    pd.testing.assert_frame_equal(
+        _figure_data(killed, tmp_path / "fig_killed"), _figure_data(whole, tmp_path / "fig_whole")
+    )
+
+
+def test_a_resumed_run_continues_its_own_wandb_run(tiny_overrides, tmp_path) -> None:
+    from normlab.config import compose_config
+    from normlab.train import run
+
+    overrides = [
+        *tiny_overrides,
+        "logger=wandb",
+        "trainer.enable_checkpointing=true",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+    ]
+    run_dir = tmp_path / "run"
+    run(compose_config(overrides), run_dir, overrides)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["status"] = "interrupted"  # as if stopped after its last checkpoint
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    proc = run_cli([f"resume={run_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wandb_id = summary["wandb_id"]
+    assert (
+        len(wandb_id) == 8
+        and json.loads((run_dir / "summary.json").read_text())["wandb_id"] == wandb_id
+    )
+    runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(f"-{wandb_id}") for name in runs)
