@@ -34,8 +34,8 @@ reproduce-all: $(STAMP)  ## every suite of both papers at CPU scale, 3 seeds, th
 test: $(STAMP)  ## the test suite (fast tests; no network, no GPU)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)  ## the slow tests too
-	$(PY) -m pytest -m "slow or not slow"
+test-slow: $(STAMP)  ## the slow tests too (and the GPU tests, skipped without a GPU); not the SLURM ones
+	$(PY) -m pytest -m "not slurm"
 
 test-slurm: $(STAMP)  ## sweeps through a real single-node SLURM of their own (root: installs slurm-wlm, munge; ~8 min)
 	$(PY) -m pytest -m slurm -rs

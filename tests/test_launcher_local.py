@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import checkpointed_job
 
 from normlab.config import compose_config
@@ -59,6 +60,8 @@ def _rows(job: Path) -> pd.DataFrame:
     return rows.sort_values(["step", "metric"]).reset_index(drop=True)
 
 
+# ~50 s; `make test-slurm` shows the same path through SLURM's own time-limit signal.
+@pytest.mark.slow
 def test_a_job_asked_to_requeue_checkpoints_resumes_and_loses_nothing(tmp_path) -> None:
     overrides = checkpointed_job(tmp_path, max_steps=3000)
     sweep = tmp_path / "sweep"
