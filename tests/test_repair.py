@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, run_cli
 from omegaconf import OmegaConf
 
-from normlab import resume, sweep
+from normlab import process, resume, sweep
 from normlab.errors import NormlabError
 from normlab.results import find_runs
 
@@ -40,7 +40,7 @@ def _run_dir(
 
 def _dead_process() -> dict:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    record = resume.process_record_of(child.pid)
+    record = process.process_record_of(child.pid)
     child.kill()
     child.wait()
     return record
@@ -50,26 +50,40 @@ def _dead_process() -> dict:
 # Whether a recorded process still runs.
 
 
-def test_a_process_record_tells_a_live_process_from_a_gone_one() -> None:
-    me = resume.process_record()
-    assert me["pid"] == os.getpid() and resume.still_running(me) is True
-    assert resume.still_running(_dead_process()) is False
+def test_a_process_record_tells_a_live_process_from_a_gone_one(no_slurm) -> None:
+    me = process.process_record()
+    assert me["pid"] == os.getpid() and process.still_running(me) is True
+    assert process.still_running(_dead_process()) is False
     # the same pid reused by another process (another start time), or a reboot since
-    assert resume.still_running({**me, "start_ticks": me["start_ticks"] - 1}) is False
-    assert resume.still_running({**me, "boot_id": "another-boot"}) is False
+    assert process.still_running({**me, "start_ticks": me["start_ticks"] - 1}) is False
+    assert process.still_running({**me, "boot_id": "another-boot"}) is False
     # another host and no SLURM job to ask about: this machine cannot tell
-    assert resume.still_running({**me, "host": "elsewhere.example"}) is None
-    assert resume.still_running(None) is None
+    assert process.still_running({**me, "host": "elsewhere.example"}) is None
+    assert process.still_running(None) is None
 
 
-def test_a_requeued_slurm_job_reads_its_earlier_run_as_gone(monkeypatch) -> None:
+@pytest.fixture
+def no_slurm(monkeypatch) -> None:
+    """These tests' own SLURM environment, whatever the one they run in (e.g. under srun)."""
+    for name in list(os.environ):
+        if name.startswith("SLURM_"):
+            monkeypatch.delenv(name)
+
+
+def test_a_requeued_slurm_job_reads_its_earlier_run_as_gone(no_slurm, monkeypatch) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "77")
-    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
-    record = {**resume.process_record(), "host": "node-that-ran-it-before"}
-    assert record["slurm_job_id"] == "77" and resume.still_running(record) is False
+    before = {**process.process_record(), "host": "node-that-ran-it-before"}
+    assert before["slurm_job_id"] == "77" and before["slurm_restart_count"] == 0
+    # another process of the same job (not requeued since) on another node: cannot tell
+    assert process.still_running(before) is None
+    # the same job after SLURM requeued it: its earlier run is over
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert process.still_running(before) is False
+    # a live process of the same allocation on this host is alive
+    assert process.still_running(process.process_record()) is True
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert resume.process_record()["slurm_job_id"] == "70_3"
+    assert process.process_record()["slurm_job_id"] == "70_3"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +107,10 @@ def test_each_state_of_a_job_directory_has_its_plan(tmp_path) -> None:
         summary=json.loads((bare / "summary.json").read_text()),
     )
     assert resume.plan_job(_run_dir(tmp_path / "failed", "failed"), CONFIG).action == "rerun"
+    # refused at its start (a bad value: normlab.schema): it recorded no config, nothing ran
+    refused = _run_dir(tmp_path / "refused", "failed", config={}, checkpoint=False)
+    (refused / "summary.json").write_text(json.dumps({"status": "failed", "config": {}}))
+    assert resume.plan_job(refused, CONFIG).action == "rerun"
 
 
 def test_a_job_directory_of_another_config_or_a_live_run_is_refused(tmp_path) -> None:
@@ -102,7 +120,7 @@ def test_a_job_directory_of_another_config_or_a_live_run_is_refused(tmp_path) ->
     # where the run was kept is not what it computed: the same job
     moved = {**CONFIG, "paths": {"runs_dir": "/elsewhere"}}
     assert resume.plan_job(done, moved).action == "skip"
-    live = _run_dir(tmp_path / "live", "running", process=resume.process_record())
+    live = _run_dir(tmp_path / "live", "running", process=process.process_record())
     with pytest.raises(NormlabError, match=rf"is running now \(process {os.getpid()} on "):
         resume.plan_job(live, CONFIG)
     far = _run_dir(tmp_path / "far", "running", process={"host": "elsewhere", "pid": 1})
@@ -129,25 +147,43 @@ def test_a_job_run_again_sets_its_earlier_attempt_aside_where_no_figure_reads_it
 
 
 def test_resume_takes_the_run_directory_and_only_bookkeeping_overrides(tmp_path) -> None:
-    config = {**CONFIG, "trainer": {"enable_progress_bar": "auto"}, "resume": None}
-    cut = _run_dir(tmp_path / "cut", "interrupted", config=config)
-    cfg = resume.resumed_config(cut, ["trainer.enable_progress_bar=false"])
+    config = {
+        **CONFIG,
+        "trainer": {"enable_progress_bar": "auto"},
+        "data": {"root": "../shared/data"},
+        "paths": {"root_dir": "/work/project"},
+        "resume": None,
+    }
+    cut = _run_dir(tmp_path / "cut", "interrupted", config=config, overrides=["norm=batch"])
+    # the run's own overrides may be repeated (the older form retyped them)
+    cfg = resume.resumed_config(cut, ["trainer.enable_progress_bar=false", "norm=batch"])
     assert cfg.resume == str(cut / "checkpoints" / "last.ckpt")
     assert cfg.trainer.enable_progress_bar is False and cfg.optim.lr == 0.1
-    # the older form, a checkpoint under the run's checkpoints/, names the same run
+    # a data folder typed relative is the run's working directory's; keys the run predates
+    # (here every one of `resources`) take today's defaults
+    assert cfg.data.root == "/work/shared/data"
+    assert cfg.resources.gpus_per_node == 0 and cfg.resources.cpus_per_task == 2
+    # the older form, a checkpoint under the run's checkpoints/, names the same run; a
+    # checkpoint of no run starts a new one (through Hydra)
     assert resume.resume_target(str(cut / "checkpoints" / "last.ckpt")) == cut.resolve()
-    with pytest.raises(NormlabError, match=r"would change what it computes: \['optim.lr=0.5'\]"):
-        resume.resumed_config(cut, ["optim.lr=0.5", "trainer.enable_progress_bar=false"])
-    with pytest.raises(
-        NormlabError, match="'logger.wandb.mode=online' must be key=value for a key"
-    ):
-        resume.resumed_config(cut, ["logger.wandb.mode=online"])  # the run logged to no W&B
+    (tmp_path / "weights.ckpt").write_bytes(b"")
+    assert resume.resume_target(str(tmp_path / "weights.ckpt")) is None
+    refusals = {
+        "optim.lr=0.5": r"'optim.lr=0.5' would change what it computes \(resume takes only .*paths",
+        "logger=none": "logger is a config group of the run: set its keys",
+        "logger.wandb.mode=online": "logger.wandb.mode is unset",  # the run logged to no W&B
+        "+trainer.enable_progress_bar=true": "resume takes key=value for the run's own keys",
+        "seed=1,2": "resume takes key=value for the run's own keys",
+    }
+    for line, message in refusals.items():
+        with pytest.raises(NormlabError, match=message):
+            resume.resumed_config(cut, ["trainer.enable_progress_bar=false", line])
     with pytest.raises(NormlabError, match="is already finished at step 20"):
         resume.resumed_config(_run_dir(tmp_path / "done", "finished"), [])
     bare = _run_dir(tmp_path / "bare", "interrupted", checkpoint=False)
     with pytest.raises(NormlabError, match="has no checkpoint .*run it again instead"):
         resume.resumed_config(bare, [])
-    with pytest.raises(NormlabError, match="no such run directory"):
+    with pytest.raises(NormlabError, match="no such run directory or checkpoint file"):
         resume.resume_target(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(NormlabError, match="holds no run"):
@@ -161,9 +197,20 @@ def test_a_refused_command_line_leaves_the_runs_record_as_it_was(tmp_path) -> No
     (cut / ".hydra").mkdir()
     (cut / ".hydra" / "config.yaml").write_text("recorded: true\n")
     before = _files(cut)
+    from normlab.train import resume_run
+
+    refused = {
+        "optim.lr=0.5": "would change what it computes",
+        "-m": "takes no flags",
+        f"hydra.run.dir={tmp_path}": "continues in its own directory",
+    }
+    for line, message in refused.items():
+        with pytest.raises(NormlabError, match=message):
+            resume_run(cut.resolve(), [f"resume={cut}", line])
+    # the command line: one line, no traceback
     commands = [
-        ([f"resume={cut}", "optim.lr=0.5"], "would change what it computes"),
-        ([f"resume={cut}", "-m"], "takes no flags"),
+        # refused by the checks inside the run (this record lacks keys every run has)
+        ([f"resume={cut}"], "normlab: error: .* is missing"),
         (
             ["experiment=ioffe2015/fig1_mnist", "data=synthetic", f"hydra.run.dir={cut}"],
             rf"already holds a run \(summary.json, interrupted\); continue it with .*resume={cut}",
@@ -229,10 +276,10 @@ def _sweep_args(sweep_dir: Path, tmp_path: Path) -> list[str]:
         "experiment=ioffe2015/fig1_mnist",
         "debug=smoke",
         "data=synthetic",
-        "seed=0,1",
+        "seed=0",
         "logger=none",
         "trainer.enable_checkpointing=true",
-        "trainer.max_steps=600",
+        "trainer.max_steps=400",
         "trainer.val_check_interval=20",
         "probe.activations.every_n_steps=50",
         f"paths.runs_dir={tmp_path / 'runs'}",
@@ -256,14 +303,13 @@ def _rows(job: Path, name: str) -> pd.DataFrame:
 
 
 def _figure_data(sweep_dir: Path, out: Path) -> pd.DataFrame:
-    script = REPO / "scripts" / "figures.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), str(sweep_dir), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """The plotted numbers `scripts/figures.py SWEEP` writes (`_data.csv`), in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", REPO / "scripts" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    assert figures.main([str(sweep_dir), "--out", str(out), "--formats", ""]) == 0
     return pd.read_csv(out / "ioffe2015" / "fig1_mnist_data.csv")
 
 
@@ -288,13 +334,12 @@ def test_a_killed_sweep_launched_again_ends_as_an_uninterrupted_one(tmp_path) ->
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the sweep ended before it could be killed"
     (done,) = [job for job, status in _statuses(killed).items() if status == "finished"]
     (cut,) = [job for job, status in _statuses(killed).items() if status == "running"]
-    assert len(_statuses(killed)) == 2  # two jobs never started
     record = _files(killed / done)
     first_launch = (killed / "multirun.yaml").read_text()
 
     again = run_cli(_sweep_args(killed, tmp_path), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert set(_statuses(killed).values()) == {"finished"} and len(_statuses(killed)) == 4
+    assert set(_statuses(killed).values()) == {"finished"} and len(_statuses(killed)) == 2
     # the finished job was skipped without touching a file, the killed one resumed
     assert _files(killed / done) == record
     summary = json.loads((killed / cut / "summary.json").read_text())
@@ -315,27 +360,67 @@ def test_a_killed_sweep_launched_again_ends_as_an_uninterrupted_one(tmp_path) ->
 
 
 def test_a_resumed_run_continues_its_own_wandb_run(tiny_overrides, tmp_path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
     from normlab.config import compose_config
     from normlab.train import run
 
     overrides = [
         *tiny_overrides,
         "logger=wandb",
+        "logger.wandb.mode=disabled",  # the same logger, without W&B's service
         "trainer.enable_checkpointing=true",
         "trainer.max_steps=20",
         "trainer.val_check_interval=10",
     ]
+
+    def wandb_init(result) -> dict:
+        (logger,) = [lg for lg in result.trainer.loggers if isinstance(lg, WandbLogger)]
+        return logger._wandb_init
+
     run_dir = tmp_path / "run"
-    run(compose_config(overrides), run_dir, overrides)
+    first = run(compose_config(overrides), run_dir, overrides)
+    wandb_id = first.summary["wandb_id"]
+    assert len(wandb_id) == 8 and wandb_init(first)["id"] == wandb_id
+    assert wandb_init(first)["resume"] == "never"  # a new run never appends to another's
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["status"] = "interrupted"  # as if stopped after its last checkpoint
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    proc = run_cli([f"resume={run_dir}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    wandb_id = summary["wandb_id"]
-    assert (
-        len(wandb_id) == 8
-        and json.loads((run_dir / "summary.json").read_text())["wandb_id"] == wandb_id
+    resumed = run(resume.resumed_config(run_dir, []), run_dir, overrides)
+    assert resumed.summary["wandb_id"] == wandb_id
+    assert wandb_init(resumed)["id"] == wandb_id and wandb_init(resumed)["resume"] == "allow"
+    # another run gets another id
+    other = run(compose_config(overrides), tmp_path / "other", overrides)
+    assert other.summary["wandb_id"] != wandb_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Launching a sweep on a cluster.
+
+
+def test_a_launch_without_a_partition_on_a_cluster_without_a_default_is_refused(tmp_path) -> None:
+    fake = tmp_path / "bin"  # a cluster's sinfo: two partitions, neither the default (no '*')
+    fake.mkdir()
+    (fake / "sinfo").write_text("#!/bin/sh\necho gpu\necho cpu\n")
+    (fake / "sinfo").chmod(0o755)
+    args = ["-m", "experiment=ioffe2015/fig1_mnist", "data=synthetic", "hydra/launcher=slurm"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "normlab.train", *args],
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(name.endswith(f"-{wandb_id}") for name in runs)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    expected = "no default partition; set hydra.launcher.partition=<name>, one of ['cpu', 'gpu']"
+    assert expected in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_sweep_whose_jobs_ask_for_different_resources_is_refused_on_a_job_array() -> None:
+    cpu = {"gpus_per_node": 0, "cpus_per_task": 2}
+    gpu = {"gpus_per_node": 1, "cpus_per_task": 8}
+    points = [["scale=cpu"], ["scale=paper"]]
+    with pytest.raises(NormlabError, match=r"asks? for 2: .*'gpus_per_node': 0.* for 'scale=cpu'"):
+        sweep.check_one_job_shape(["hydra/launcher=slurm"], points, [cpu, gpu])
+    sweep.check_one_job_shape(["hydra/launcher=slurm"], points, [cpu, cpu])
+    sweep.check_one_job_shape([], points, [cpu, gpu])  # one job after another: each its own

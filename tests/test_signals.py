@@ -125,3 +125,63 @@ def test_lightnings_sigterm_exception_is_a_sigterm_without_normlabs_handlers(
     summary = _summary(tmp_path / "run")
     assert summary["status"] == "interrupted" and summary["error"] == "SIGTERM"
     assert summary["step"] == 5
+
+
+def _signalled_at(step: int):
+    """A callback sending this process SIGUSR2 (SLURM's warning before the time limit) at a step."""
+    import lightning as L
+
+    class SignalledAt(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if trainer.global_step == step:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    return SignalledAt()
+
+
+@pytest.fixture
+def submitit_job(monkeypatch):
+    """This process as a submitit job whose requeue handler is `requeue(signum, frame)`: set it in
+    the returned dict (normlab.signals finds submitit's handler at `install()`)."""
+    from normlab import signals
+
+    job: dict = {}
+    monkeypatch.setattr(signals, "received", [])
+    monkeypatch.setattr(signals, "_submitit_requeue", lambda s, f: job["requeue"](s, f))
+    yield job
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("requeued", [True, False], ids=["requeued", "not_requeued"])
+def test_sigusr2_in_a_submitit_job_checkpoints_at_that_step_then_lets_submitit_act(
+    requeued, submitit_job, tiny_overrides, tmp_path
+) -> None:
+    import torch
+
+    from normlab.config import compose_config
+    from normlab.train import run
+
+    class NotRequeued(Exception):
+        """submitit's UncompletedJobError: max_num_timeout reached."""
+
+    def requeue(signum, frame):
+        assert signum == signal.SIGUSR2
+        if requeued:
+            raise SystemExit(3)  # submitit's local executor: "requeue me"
+        raise NotRequeued("Job not requeued because: timed-out too many times.")
+
+    submitit_job["requeue"] = requeue
+    overrides = [*tiny_overrides, "trainer.enable_checkpointing=true", "trainer.max_steps=100"]
+    with pytest.raises(SystemExit if requeued else NotRequeued) as stopped:
+        run(compose_config(overrides), tmp_path / "run", callbacks=[_signalled_at(7)])
+    summary = _summary(tmp_path / "run")
+    # the step the signal came in was finished, checkpointed, and the run ended there
+    assert summary["status"] == "interrupted" and summary["step"] == 8
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 8
+    if requeued:
+        assert stopped.value.code == 3 and summary["error"] == "SIGUSR2"  # submitit's exit code
+    else:  # a re-launched sweep resumes it, not reruns it: it is interrupted, not failed
+        assert summary["error"] == (
+            "SIGUSR2, not requeued: Job not requeued because: timed-out too many times."
+        )

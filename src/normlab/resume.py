@@ -19,24 +19,21 @@ Two ways a run continues (docs/usage.md, "Resume and repair"):
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import shutil
-import socket
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from normlab.bookkeeping import is_bookkeeping
+from normlab.bookkeeping import BOOKKEEPING_KEYS, is_bookkeeping
 from normlab.errors import NormlabError
+from normlab.process import still_running
 
-SUMMARY_FILE = "summary.json"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
+SUMMARY_FILE = "summary.json"  # normlab.runlog.RunSummary.FILE
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # where normlab.train saves the last checkpoint
 # Where a job run again keeps its earlier attempt's files (normlab.results never reads them).
 PREVIOUS_ATTEMPTS = ".previous-attempts"
 # Kept in place when a job runs again: its Hydra record (the same job: `plan_job` compared the
@@ -44,82 +41,6 @@ PREVIOUS_ATTEMPTS = ".previous-attempts"
 KEPT_ON_RERUN = (".hydra", "train.log", PREVIOUS_ATTEMPTS)
 # Outcomes: running the job again gives the same numbers.
 DONE_STATUSES = ("finished", "diverged", "fast_dev_run")
-
-
-# ---------------------------------------------------------------------------------------------
-# Which process wrote a record, and whether it still runs.
-
-
-def process_record() -> dict[str, Any]:
-    """This process, as a run's summary records it (`summary.json` `process`): host, pid, start
-    time and boot id, and its SLURM job when it is one."""
-    record = process_record_of(os.getpid())
-    assert record is not None  # this process runs
-    if os.environ.get("SLURM_JOB_ID"):
-        record["slurm_job_id"] = _slurm_job_id()
-    return record
-
-
-def process_record_of(pid: int | None) -> dict[str, Any] | None:
-    """Process `pid` of this machine as `still_running` reads it, or None if there is none."""
-    ticks = None if pid is None else _start_ticks(pid)
-    if ticks is None:
-        return None
-    return {"host": socket.gethostname(), "pid": pid, "start_ticks": ticks, "boot_id": _boot_id()}
-
-
-def _slurm_job_id() -> str:
-    # An array task is its own job: `<array job>_<task>` names it in squeue.
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{array_job}_{task}" if array_job and task else os.environ["SLURM_JOB_ID"]
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with the
-    boot id, it tells a pid reused by another process from the one that wrote the record."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (the command) is in parentheses and may hold spaces: count from the last ')'.
-    return int(stat.rpartition(")")[2].split()[19])
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def still_running(record: Mapping[str, Any] | None) -> bool | None:
-    """Whether the process of `record` (`process_record`) still runs: True, False, or None when
-    this machine cannot tell (another host, no SLURM job to ask about)."""
-    if not record:
-        return None
-    slurm_job = record.get("slurm_job_id")
-    if slurm_job and os.environ.get("SLURM_JOB_ID") and slurm_job == _slurm_job_id():
-        return False  # this job, requeued: SLURM ended its earlier run before starting this one
-    if record.get("host") == socket.gethostname():
-        if record.get("boot_id") != _boot_id():
-            return False  # the machine rebooted since
-        ticks = _start_ticks(int(record["pid"]))
-        return ticks is not None and ticks == record.get("start_ticks")
-    if slurm_job and shutil.which("squeue"):
-        try:
-            out = subprocess.run(
-                ["squeue", "--noheader", "--jobs", str(slurm_job), "--format", "%T"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if out.returncode == 0:
-            return out.stdout.strip() in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED")
-        if "Invalid job id" in out.stderr:
-            return False
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +52,7 @@ class JobPlan:
     """What to do with a job directory: `fresh` (nothing there), `skip` (done), `resume` (from
     `checkpoint`), `rerun` (start over, the old attempt set aside); `reason` says why."""
 
-    action: str
+    action: Literal["fresh", "skip", "resume", "rerun"]
     reason: str
     checkpoint: Path | None = None
     summary: Mapping[str, Any] | None = None
@@ -147,10 +68,13 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
         return {"status": "unreadable"}
 
 
-def plan_job(run_dir: str | Path, cfg: DictConfig | Mapping[str, Any]) -> JobPlan:
+def plan_job(
+    run_dir: str | Path, cfg: DictConfig | Mapping[str, Any], check_alive: bool = True
+) -> JobPlan:
     """What a re-launched job does with `run_dir`, whose config is now `cfg` (see the module).
     Raises NormlabError when the directory holds a different job (its recorded config differs
-    from `cfg` in a key that changes the computation) or a run that still runs."""
+    from `cfg` in a key that changes the computation) or a run that still runs. `check_alive`
+    False reads a `running` record as interrupted: a DDP rank > 0, whose rank 0 is that run."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     if summary is None:
@@ -158,6 +82,8 @@ def plan_job(run_dir: str | Path, cfg: DictConfig | Mapping[str, Any]) -> JobPla
     status = summary.get("status")
     if status == "unreadable":
         return JobPlan("rerun", "its summary.json cannot be read", summary=summary)
+    if not summary.get("config"):  # refused at its start (normlab.schema): nothing ran
+        return JobPlan("rerun", f"it was {status} before it started", summary=summary)
     differences = config_differences(summary.get("config") or {}, _container(cfg))
     if differences:
         raise NormlabError(
@@ -165,12 +91,13 @@ def plan_job(run_dir: str | Path, cfg: DictConfig | Mapping[str, Any]) -> JobPla
             "re-launch the sweep with the overrides it was launched with, or choose another "
             "hydra.sweep.dir"
         )
-    if status == "running":
+    if status == "running" and check_alive:
         alive = still_running(summary.get("process"))
         if alive is not False:
-            raise NormlabError(_running_message(run_dir, summary, alive))
-        status = "interrupted"
+            raise NormlabError(running_message(run_dir, summary, alive))
     checkpoint = run_dir / CHECKPOINT
+    if status == "running":
+        status = "interrupted"
     if status in DONE_STATUSES:
         return JobPlan("skip", f"already {status} at step {summary.get('step')}", summary=summary)
     if status == "interrupted" and checkpoint.is_file():
@@ -179,7 +106,9 @@ def plan_job(run_dir: str | Path, cfg: DictConfig | Mapping[str, Any]) -> JobPla
     return JobPlan("rerun", why, summary=summary)
 
 
-def _running_message(run_dir: Path, summary: Mapping[str, Any], alive: bool | None) -> str:
+def running_message(run_dir: Path, summary: Mapping[str, Any], alive: bool | None) -> str:
+    """Why a run recorded `running` is refused: it runs now (`alive`), or this machine cannot
+    tell (None)."""
     process = summary.get("process") or {}
     where = f"process {process.get('pid')} on {process.get('host')}"
     if process.get("slurm_job_id"):
@@ -197,7 +126,8 @@ def set_aside(run_dir: Path) -> Path:
     `.previous-attempts/<n>/`, so that the job starts over with nothing of it mixed in."""
     attempts = run_dir / PREVIOUS_ATTEMPTS
     attempts.mkdir(exist_ok=True)
-    target = attempts / str(1 + sum(1 for _ in attempts.iterdir()))
+    numbers = [int(p.name) for p in attempts.iterdir() if p.name.isdigit()]
+    target = attempts / str(1 + max(numbers, default=0))
     target.mkdir()
     for entry in run_dir.iterdir():
         if entry.name not in KEPT_ON_RERUN:
@@ -209,32 +139,42 @@ def set_aside(run_dir: Path) -> Path:
 # `resume=<run dir>` on the command line.
 
 
-def resume_target(value: str) -> Path:
+def resume_target(value: str) -> Path | None:
     """The run directory that `resume=<value>` names: the directory itself, or the run directory
-    of a `checkpoints/last.ckpt` given in the older form. NormlabError if it names no run."""
+    of its `checkpoints/last.ckpt` (the older form); None for a checkpoint file of no run (a new
+    run starts from it, as `resume=<file>` did before). NormlabError if it names nothing."""
     path = Path(value).expanduser()
-    if path.is_file() and path.parent.name == "checkpoints":
-        path = path.parent.parent
+    if path.is_file():
+        in_a_run = (
+            path.parent.name == "checkpoints" and (path.parent.parent / SUMMARY_FILE).is_file()
+        )
+        return path.parent.parent.resolve() if in_a_run else None
     if not path.is_dir():
-        raise NormlabError(f"resume={value}: no such run directory")
+        raise NormlabError(
+            f"resume={value}: no such run directory or checkpoint file; resume takes the "
+            "directory of a run that normlab.train wrote"
+        )
     if not (path / SUMMARY_FILE).is_file():
         raise NormlabError(
-            f"resume={value}: {path} holds no run (no summary.json); resume takes a run directory "
-            "that normlab.train wrote"
+            f"resume={value}: {path} holds no run (no summary.json); resume takes the directory "
+            "of a run that normlab.train wrote"
         )
     return path.resolve()
 
 
-def resumed_config(run_dir: Path, overrides: Sequence[str]) -> DictConfig:
+def resumed_config(run_dir: Path, overrides: Sequence[str], check_alive: bool = True) -> DictConfig:
     """The config that continues the run of `run_dir`: its recorded resolved config with
-    `resume` set to its checkpoint, and `overrides` applied if each is a bookkeeping key (where
-    and how the run is kept, `normlab.bookkeeping`). NormlabError names whatever else."""
+    `resume` set to its checkpoint, bookkeeping keys it predates filled from today's defaults,
+    relative data paths made absolute against the run's working directory, and `overrides`
+    applied if each sets a bookkeeping key (where and how the run is kept, normlab.bookkeeping;
+    the run's own overrides may be repeated). NormlabError names whatever else. `check_alive`
+    False skips the check that the run is not running now (a DDP rank > 0: rank 0 runs it)."""
     summary = read_summary(run_dir) or {}
     status = summary.get("status")
     if status in DONE_STATUSES:
         raise NormlabError(f"{run_dir} is already {status} at step {summary.get('step')}")
-    if status == "running" and still_running(summary.get("process")):
-        raise NormlabError(_running_message(run_dir, summary, True))
+    if check_alive and status == "running" and still_running(summary.get("process")):
+        raise NormlabError(running_message(run_dir, summary, True))
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
         raise NormlabError(
@@ -245,18 +185,27 @@ def resumed_config(run_dir: Path, overrides: Sequence[str]) -> DictConfig:
     if not summary.get("config"):
         raise NormlabError(f"{run_dir}/summary.json records no config: it cannot be resumed")
     cfg = OmegaConf.create(summary["config"])
-    changing = [o for o in overrides if not is_bookkeeping(_override_key(o))]
-    if changing:
-        raise NormlabError(
-            f"resume continues the run's own config; these overrides would change what it "
-            f"computes: {changing} (allowed: where and how it is kept, e.g. logger.wandb.mode=, "
-            "trainer.enable_progress_bar=)"
-        )
-    for line in overrides:
-        key, _, value = line.lstrip("+").partition("=")
-        if "=" not in line or OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-            raise NormlabError(f"resume: {line!r} must be key=value for a key of the run's config")
-        OmegaConf.update(cfg, key, yaml.safe_load(value) if value else None)
+    _fill_bookkeeping_defaults(cfg)
+    _absolute_data_paths(cfg)
+    recorded = set(summary.get("overrides") or [])
+    for override in _parse([o for o in overrides if o not in recorded]):
+        key, value = override.key_or_group, override.value()
+        line = override.input_line
+        if override.is_add() or override.is_delete() or override.is_sweep_override():
+            raise NormlabError(f"resume: {line!r}: resume takes key=value for the run's own keys")
+        if not is_bookkeeping(key):
+            raise NormlabError(
+                f"resume continues the run's own config; {line!r} would change what it computes "
+                f"(resume takes only where and how the run is kept: {', '.join(BOOKKEEPING_KEYS)})"
+            )
+        node = OmegaConf.select(cfg, key, default=_MISSING)
+        if node is _MISSING or isinstance(node, DictConfig):
+            what = "a config group of the run: set its keys" if node is not _MISSING else "unset"
+            raise NormlabError(
+                f"resume: {line!r}: {key} is {what} (e.g. logger.wandb.mode=disabled, "
+                "trainer.enable_progress_bar=false)"
+            )
+        OmegaConf.update(cfg, key, value)
     cfg.resume = str(checkpoint)
     return cfg
 
@@ -264,8 +213,45 @@ def resumed_config(run_dir: Path, overrides: Sequence[str]) -> DictConfig:
 _MISSING = object()
 
 
-def _override_key(line: str) -> str:
-    return line.split("=", 1)[0].lstrip("+~")
+def _parse(overrides: Sequence[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as err:  # Hydra's OverrideParseException, in one line
+        raise NormlabError(f"resume: {' '.join(str(err).split())}") from err
+
+
+def _fill_bookkeeping_defaults(cfg: DictConfig) -> None:
+    """A bookkeeping block a run recorded before it existed (e.g. `resources`) takes today's
+    defaults, so that today's checks pass; it changes nothing the run computes. Only blocks
+    missing as a whole: a run's own choices (`logger.wandb: null`) stay."""
+    from normlab.results import flatten
+
+    for root, node in _default_config().items():
+        if root in cfg:
+            continue
+        flat = flatten({root: node})
+        plain = not any(isinstance(v, str) and "${" in v for v in flat.values())
+        if plain and all(is_bookkeeping(key) for key in flat):
+            OmegaConf.update(cfg, root, node, force_add=True)
+
+
+@functools.cache
+def _default_config() -> dict[str, Any]:
+    from normlab.config import compose_config
+
+    return OmegaConf.to_container(compose_config([]), resolve=False)  # type: ignore[return-value]
+
+
+def _absolute_data_paths(cfg: DictConfig) -> None:
+    """A data folder typed relative (`data.root=../shared/data`) is relative to the working
+    directory the run started in (`paths.root_dir`), not to the resume's."""
+    root = OmegaConf.select(cfg, "paths.root_dir")
+    for key in ("data.root", "data.download_dir"):
+        value = OmegaConf.select(cfg, key)
+        if root and isinstance(value, str) and value and not Path(value).is_absolute():
+            OmegaConf.update(cfg, key, str((Path(root) / value).resolve()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,12 +194,17 @@ class RunSummary:
         no time)."""
         summary = cls(run_dir, **fields)
         earlier = json.loads(summary.path.read_text())
-        ending = ("started_at", "ended_at", "status", "step", "error", "process", "wall_time_s")
+        ending = ("started_at", "ended_at", "status", "step", "error", "process")
+        before = float(earlier.get("earlier_wall_time_s") or 0.0)
+        ended = earlier.get("wall_time_s")  # the earlier attempts' and its own, if it ended
+        summary._earlier_wall_s = before if ended is None else float(ended)
+        attempt = {k: earlier.get(k) for k in ending}
+        attempt["wall_time_s"] = None if ended is None else round(float(ended) - before, 3)
         summary.data.update(
-            attempts=[*earlier.get("attempts", []), {k: earlier.get(k) for k in ending}],
+            attempts=[*earlier.get("attempts", []), attempt],
             first_started_at=earlier.get("first_started_at") or earlier.get("started_at"),
+            earlier_wall_time_s=summary._earlier_wall_s,
         )
-        summary._earlier_wall_s = float(earlier.get("wall_time_s") or 0.0)
         return summary
 
     def write(self, **fields: Any) -> None:

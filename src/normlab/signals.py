@@ -38,10 +38,16 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Handle SIGTERM and SIGINT in this process as the module says."""
+    """Handle SIGTERM and SIGINT in this process as the module says; in a submitit job, record
+    its requeue signal (SIGUSR2) too before submitit's handler acts on it."""
+    global _submitit_requeue
     received.clear()
     for signum in HANDLED:
         signal.signal(signum, _handler)
+    handler = signal.getsignal(signal.SIGUSR2)
+    if type(getattr(handler, "__self__", None)).__module__.startswith("submitit."):
+        _submitit_requeue = handler
+        signal.signal(signal.SIGUSR2, _requeue_before_fit)
 
 
 def ending_signal(err: BaseException) -> signal.Signals | None:
@@ -65,6 +71,10 @@ def exit_code(err: BaseException) -> int | None:
     return None if signum not in HANDLED else 128 + int(signum)
 
 
+# submitit's handler of its requeue signal (SIGUSR2) in this process, found by `install()`.
+_submitit_requeue: Any = None
+
+
 def requeue_handler() -> Any:
     """The handler of submitit's requeue signal in this process, or None outside a submitit job.
 
@@ -72,15 +82,19 @@ def requeue_handler() -> Any:
     limit (and at preemption when the cluster is set up so); submitit's handler then resubmits the
     same Hydra job (the job requeued in place, `max_num_timeout` times at most) and exits. The job
     runs again in its directory and resumes from its checkpoint (normlab.resume)."""
-    handler = signal.getsignal(signal.SIGUSR2)
-    owner = getattr(handler, "__self__", None)
-    return handler if type(owner).__module__.startswith("submitit.") else None
+    return _submitit_requeue
+
+
+def _requeue_before_fit(signum: int, frame: FrameType | None) -> None:
+    received.append(signum)  # the run then names SIGUSR2 as what ended it
+    _submitit_requeue(signum, frame)
 
 
 class CheckpointBeforeRequeue(Callback):
     """In a submitit job, SIGUSR2 (the job is about to be requeued) first saves the run's
-    checkpoint at the end of the current step, so that the requeued job loses no step, and then
-    lets submitit requeue it: the run ends `interrupted`, `error` SIGUSR2.
+    checkpoint at the end of the current step (or evaluation), so that the requeued job loses no
+    step, and then lets submitit requeue it: the run ends `interrupted`, `error` SIGUSR2 (also when
+    submitit does not requeue it any more, `max_num_timeout` reached).
 
     Requeue has one owner: submitit. Lightning's own SLURM requeue (`SLURMEnvironment(
     auto_requeue=True)`, on SIGUSR1) is turned off by normlab.train, since it would requeue the job
@@ -88,25 +102,28 @@ class CheckpointBeforeRequeue(Callback):
 
     def __init__(self, checkpoint: Path) -> None:
         self.checkpoint = checkpoint
-        self._submitit_handler: Any = None
         self._asked = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._submitit_handler = requeue_handler()
-        if self._submitit_handler is not None:
-            signal.signal(signal.SIGUSR2, self._ask)
+        signal.signal(signal.SIGUSR2, self._ask)
 
     def _ask(self, signum: int, frame: FrameType | None) -> None:
         received.append(signum)
         self._asked = True  # acted on at the end of the step: a checkpoint needs a whole step
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._requeue_if_asked(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._requeue_if_asked(trainer)
+
+    def _requeue_if_asked(self, trainer: L.Trainer) -> None:
         if not self._asked:
             return
         trainer.save_checkpoint(self.checkpoint)
-        signal.signal(signal.SIGUSR2, self._submitit_handler)
-        self._submitit_handler(signal.SIGUSR2, None)  # requeues, then exits with its own code
+        signal.signal(signal.SIGUSR2, _submitit_requeue)
+        _submitit_requeue(signal.SIGUSR2, None)  # requeues, then exits with its own code
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._submitit_handler is not None and not self._asked:
-            signal.signal(signal.SIGUSR2, self._submitit_handler)
+        if not self._asked:
+            signal.signal(signal.SIGUSR2, _requeue_before_fit)

@@ -10,12 +10,14 @@ non-zero if there are any (Hydra stops at the first failed job's exception, with
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from normlab.errors import NormlabError
+from normlab.process import process_record, still_running
 from normlab.resume import DONE_STATUSES, PREVIOUS_ATTEMPTS, read_summary
 
 log = logging.getLogger("normlab.sweep")
 
+# The launching process's record (normlab.process), in the environment its jobs inherit.
+LAUNCHER_ENV = "NORMLAB_LAUNCHER"
 # The sweep directories launched by this process (`KeepLaunchRecords`), for `report_sweeps`.
 launched: list[Path] = []
 
@@ -38,6 +43,8 @@ class KeepLaunchRecords(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         launched.append(sweep_dir)
+        # The launcher, for its local jobs to watch (`watch_launcher`): they inherit this.
+        os.environ[LAUNCHER_ENV] = json.dumps(process_record())
         record = sweep_dir / "multirun.yaml"
         if record.exists():
             n = 1
@@ -66,6 +73,11 @@ def job_outcomes(sweep_dir: Path) -> dict[str, list[tuple[str, str | None]]]:
 def report_sweeps() -> bool:
     """Log, for each sweep this process launched, how its jobs ended and which did not end done;
     False if any did not."""
+    # Hydra's basic launcher leaves the last job's train.log attached: this is the sweep's, not its.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
     all_done = True
     for sweep_dir in launched:
         if not sweep_dir.is_dir():
@@ -95,9 +107,12 @@ def check_slurm_launch(argv: Sequence[str]) -> None:
             "hydra/launcher=slurm needs SLURM's commands (sinfo, sbatch) on this machine: run "
             "the sweep from a login node of the cluster, or use hydra/launcher=local"
         )
-    out = subprocess.run(
-        ["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60
-    )
+    try:
+        out = subprocess.run(
+            ["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise NormlabError(f"hydra/launcher=slurm: sinfo failed: {err}") from err
     if out.returncode != 0:
         raise NormlabError(f"hydra/launcher=slurm: sinfo failed: {out.stderr.strip()}")
     partitions = sorted({p.strip() for p in out.stdout.split()})
@@ -108,32 +123,39 @@ def check_slurm_launch(argv: Sequence[str]) -> None:
         )
 
 
+def check_one_job_shape(
+    overrides: Sequence[str], points: Sequence[Sequence[str]], resources: Sequence[Any]
+) -> None:
+    """A submitit launcher (`hydra/launcher=slurm|local`) submits a sweep as one job array, which
+    asks the cluster for the `resources` of the sweep's base point for every job: a sweep whose
+    jobs ask for different ones (over `scale=`, or `resources.*`) is refused, naming them."""
+    if not any(o in ("hydra/launcher=slurm", "hydra/launcher=local") for o in overrides):
+        return
+    shapes: dict[str, list[str]] = {}
+    for point, asked in zip(points, resources, strict=True):
+        shapes.setdefault(str(dict(asked)), []).append(" ".join(point))
+    if len(shapes) > 1:
+        listed = "; ".join(f"{shape} for {jobs[0]!r}" for shape, jobs in shapes.items())
+        raise NormlabError(
+            "a submitit launcher submits a sweep as one job array with one set of resources, "
+            f"and this sweep's jobs ask for {len(shapes)}: {listed}; launch each as its own sweep"
+        )
+
+
 def watch_launcher(poll_s: float = 2.0) -> None:
     """In a job of `hydra/launcher=local` (submitit's local executor: launcher -> job controller
     -> this job), stop this job with SIGTERM when the launcher that started it is gone (`kill
     -9`): the controller outlives its launcher by design and would let the job run on, unowned.
-    Does nothing in other processes."""
-    if os.environ.get("SUBMITIT_EXECUTOR") != "local":
+    The launcher is the process that `KeepLaunchRecords` recorded in the environment it passed
+    down. Does nothing in other processes."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or LAUNCHER_ENV not in os.environ:
         return
-    from normlab.resume import process_record_of, still_running
-
-    controller = os.getppid()
-    launcher = process_record_of(_parent_of(controller))
-    if launcher is None:
-        return
+    launcher = json.loads(os.environ[LAUNCHER_ENV])
 
     def watch() -> None:
         while still_running(launcher):
-            threading.Event().wait(poll_s)
+            time.sleep(poll_s)
         log.error("the launcher (pid %s) is gone: stopping this job", launcher["pid"])
         os.kill(os.getpid(), signal.SIGTERM)  # normlab.signals: the run ends interrupted
 
     threading.Thread(target=watch, name="normlab-launcher-watch", daemon=True).start()
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rpartition(")")[2].split()[1])

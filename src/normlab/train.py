@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from normlab.console import ProgressLines, progress_bar_wanted, silence_library_
 from normlab.distributed import ReleaseProcessGroupAtExit
 from normlab.errors import NormlabError
 from normlab.module import SupervisedModule
+from normlab.process import process_record, still_running
 from normlab.runlog import MetricsCSVLogger, RunSummary, last_values
 from normlab.schema import check_overrides, validate_config
 
@@ -65,7 +67,8 @@ def build_loggers(
             name=job_name,
             mode=mode,
             id=wandb_id,
-            resume="allow",
+            # A W&B id is its run's for good: only a resumed normlab run continues one.
+            resume="allow" if cfg.get("resume") else "never",
             config=OmegaConf.to_container(cfg, resolve=True),
             **options,
         )
@@ -139,7 +142,7 @@ def run(
     earlier = resume.read_summary(run_dir)
     if is_rank_zero and earlier is not None:
         _check_continues(cfg, run_dir, earlier)
-    _validate_at_the_door(cfg, run_dir, overrides)
+    _validate_at_the_door(cfg, run_dir, overrides, holds_a_run=earlier is not None)
     run_dir.mkdir(parents=True, exist_ok=True)
     silence_library_noise()
     flushing_before = flushes_denormals()
@@ -159,7 +162,8 @@ def run(
         seed=int(cfg.seed),
         max_steps=max_steps,
         config=OmegaConf.to_container(cfg, resolve=True),
-        process=resume.process_record(),
+        process=process_record(),
+        job_name=job_name,
         wandb_id=wandb_id or _new_wandb_id(cfg),
     )
     summary.write(status="running")
@@ -212,6 +216,10 @@ def run(
         raise
     except Exception as err:
         status, fields = "failed", {"error": f"{type(err).__name__}: {err}"}
+        if signal.SIGUSR2 in signals.received:
+            # submitit refused to requeue after SIGUSR2 (max_num_timeout reached): the run was
+            # stopped, not broken; a re-launched sweep resumes it from its checkpoint.
+            status, fields = "interrupted", {"error": f"SIGUSR2, not requeued: {err}"}
         raise
     finally:
         if trainer is not None:
@@ -244,12 +252,8 @@ def _check_continues(cfg: DictConfig, run_dir: Path, earlier: dict[str, Any]) ->
             f"with `python -m normlab.train resume={run_dir}`, or choose another directory "
             "(hydra.run.dir / hydra.sweep.dir)"
         )
-    if earlier.get("status") == "running" and resume.still_running(earlier.get("process")):
-        process = earlier["process"]
-        raise NormlabError(
-            f"{run_dir} is running now (process {process.get('pid')} on {process.get('host')}); "
-            "wait for it or stop it first"
-        )
+    if earlier.get("status") == "running" and still_running(earlier.get("process")):
+        raise NormlabError(resume.running_message(run_dir, earlier, alive=True))
 
 
 def _new_wandb_id(cfg: DictConfig) -> str | None:
@@ -266,13 +270,16 @@ def flushes_denormals() -> bool:
     return bool((tiny * 1.0).item() == 0.0)
 
 
-def _validate_at_the_door(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> None:
+def _validate_at_the_door(
+    cfg: DictConfig, run_dir: Path, overrides: Sequence[str], holds_a_run: bool
+) -> None:
     """`normlab.schema.validate_config`; when Hydra already made the run directory, its
-    summary.json says `failed` and why, so that no directory is left looking like a run."""
+    summary.json says `failed` and why, so that no directory is left looking like a run (one that
+    holds a run already, one resumed, keeps that run's record as it was)."""
     try:
         validate_config(cfg, overrides)
     except NormlabError as err:
-        if run_dir.is_dir() and rank_zero_only.rank == 0:
+        if run_dir.is_dir() and rank_zero_only.rank == 0 and not holds_a_run:
             RunSummary(run_dir, experiment=cfg.get("name"), overrides=list(overrides)).end(
                 "failed", error=f"NormlabError: {err}"
             )
@@ -399,7 +406,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             # A sweep launched again into its own directory, or a requeued SLURM job (it runs its
             # Hydra job again): carry on from what the job directory holds (normlab.resume).
-            plan = resume.plan_job(run_dir, cfg)
+            rank_zero = rank_zero_only.rank == 0  # another rank's `running` record is rank 0's
+            plan = resume.plan_job(run_dir, cfg, check_alive=rank_zero)
             if plan.action == "skip":
                 log.info("job %s: %s: skipped", job_name, plan.reason)
                 return (plan.summary or {}).get("final_metrics", {}).get("test/acc")
@@ -407,18 +415,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
                 log.info("job %s: %s: resuming from %s", job_name, plan.reason, plan.checkpoint)
                 with open_dict(cfg):
                     cfg.resume = str(plan.checkpoint)
-            elif plan.action == "rerun" and rank_zero_only.rank == 0:
+            elif plan.action == "rerun" and rank_zero:
                 moved = resume.set_aside(run_dir)
                 log.info(
                     "job %s: %s: running it again (earlier files: %s)", job_name, plan.reason, moved
                 )
         result = run(cfg, run_dir, list(hydra_cfg.overrides.task), job_name)
     except Exception as raised:
-        # Bad input found while Hydra instantiates a component arrives wrapped in Hydra's
-        # InstantiationException: look for it along the cause chain.
-        err = raised
-        while err is not None and not isinstance(err, NormlabError):
-            err = err.__cause__
+        err = normlab_cause(raised)
         if err is None:
             raise
         message = f"normlab: error: {err}"
@@ -428,6 +432,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         raise
     # The return value is what Hydra sweepers (e.g. Optuna) optimise.
     return result.summary["final_metrics"].get("test/acc")
+
+
+def normlab_cause(raised: BaseException) -> NormlabError | None:
+    """The NormlabError (bad input) along `raised`'s cause chain: one found while Hydra
+    instantiates a component arrives wrapped in Hydra's InstantiationException."""
+    err: BaseException | None = raised
+    while err is not None and not isinstance(err, NormlabError):
+        err = err.__cause__
+    return err
 
 
 # Command-line flags after which Hydra runs no job (it prints help, info or a config).
@@ -456,35 +469,41 @@ def check_command_line(argv: Sequence[str]) -> None:
 
     try:
         points = sweep_points(overrides) if multirun else [overrides]
-        for point in points:
-            validate_config(compose_config(point), point)
+        configs = [compose_config(point) for point in points]
+        for point, cfg in zip(points, configs, strict=True):
+            validate_config(cfg, point)
+        sweep.check_one_job_shape(overrides, points, [cfg.resources for cfg in configs])
     except NormlabError:
         raise
     except Exception as err:  # Hydra's and OmegaConf's composition errors, in one line
         raise NormlabError(" ".join(str(err).split())) from err
 
 
-def resume_run(argv: Sequence[str]) -> RunResult:
+def resume_run(run_dir: Path, argv: Sequence[str]) -> RunResult:
     """`resume=<run dir> [bookkeeping overrides]`: continue that run from its own record, in its
     own directory, without Hydra (normlab.resume). NormlabError for anything it cannot do."""
     flags = [a for a in argv if a.startswith("-")]
     if flags:
         raise NormlabError(f"resume=<run dir> takes no flags (got {flags}): it continues one run")
-    value = next(a for a in argv if a.startswith("resume=")).partition("=")[2]
-    run_dir = resume.resume_target(value)
     others = [a for a in argv if not a.startswith("resume=")]
-    # The older form named the run's directory with hydra.run.dir: the same directory is fine.
-    others = [
-        a
-        for a in others
-        if not (a.startswith("hydra.run.dir=") and Path(a.partition("=")[2]).resolve() == run_dir)
-    ]
-    cfg = resume.resumed_config(run_dir, others)
+    for line in [a for a in others if a.startswith("hydra.")]:
+        # The older form named the run's directory with hydra.run.dir: that one is fine.
+        key, _, value = line.partition("=")
+        if key != "hydra.run.dir" or Path(value).resolve() != run_dir:
+            raise NormlabError(
+                f"resume: {line!r}: a resumed run continues in its own directory ({run_dir}), "
+                "without Hydra; leave the hydra.* overrides out"
+            )
+        others.remove(line)
+    # Under strategy=ddp, Lightning starts ranks > 0 by running this command line again, while
+    # rank 0 (the `running` record they find) runs: they continue it with rank 0.
+    rank_zero = rank_zero_only.rank == 0
+    cfg = resume.resumed_config(run_dir, others, check_alive=rank_zero)
     recorded = resume.read_summary(run_dir) or {}
-    _log_to(run_dir / "train.log")
+    if rank_zero:
+        _log_to(run_dir / "train.log")
     log.info("resuming %s from %s", run_dir, cfg.resume)
-    overrides = recorded.get("overrides") or []
-    return run(cfg, run_dir, overrides, job_name=run_dir.name)
+    return run(cfg, run_dir, recorded.get("overrides") or [], job_name=recorded.get("job_name"))
 
 
 def _log_to(path: Path) -> None:
@@ -492,7 +511,7 @@ def _log_to(path: Path) -> None:
     formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.StreamHandler(), logging.FileHandler(path, mode="a")):
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(path, mode="a")):
         handler.setFormatter(formatter)
         root.addHandler(handler)
 
@@ -505,12 +524,19 @@ def main() -> None:
             f"normlab: config folder {CONF_DIR} not found: reinstall normlab (`pip install .`)"
         )
     argv = sys.argv[1:]
-    if any(a.startswith("resume=") for a in argv):
-        try:
-            resume_run(argv)
-        except NormlabError as err:
-            sys.exit(f"normlab: error: {err}")
-        return
+    try:
+        # `resume=<run dir>` continues a run without Hydra; `resume=<checkpoint of no run>` starts
+        # a new run from that checkpoint, through Hydra as any run.
+        value = next((a.partition("=")[2] for a in argv if a.startswith("resume=")), None)
+        run_dir = None if value is None else resume.resume_target(value)
+        if run_dir is not None:
+            resume_run(run_dir, argv)
+            return
+    except Exception as raised:
+        err = normlab_cause(raised)
+        if err is None:
+            raise
+        sys.exit(f"normlab: error: {err}")
     try:
         check_command_line(argv)
     except NormlabError as err:
