@@ -424,3 +424,34 @@ def test_a_sweep_whose_jobs_ask_for_different_resources_is_refused_on_a_job_arra
         sweep.check_one_job_shape(["hydra/launcher=slurm"], points, [cpu, gpu])
     sweep.check_one_job_shape(["hydra/launcher=slurm"], points, [cpu, cpu])
     sweep.check_one_job_shape([], points, [cpu, gpu])  # one job after another: each its own
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_resume_under_ddp_continues_with_every_rank(tiny_overrides, tmp_path) -> None:
+    """Under `strategy=ddp` Lightning starts rank 1 by running `resume=<run dir>` again while
+    rank 0's record says `running`: rank 1 continues with it (and finds no Hydra to follow)."""
+    from normlab.config import compose_config
+    from normlab.train import run
+
+    overrides = [
+        *tiny_overrides,
+        "logger=none",
+        "trainer.enable_checkpointing=true",
+        "trainer.max_steps=60",
+        "trainer.val_check_interval=30",
+    ]
+    run_dir = tmp_path / "run"
+    assert run(compose_config(overrides), run_dir, overrides).status == "finished"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # as if it were a two-rank run stopped at its checkpoint of step 60 of 90
+    summary["status"] = "interrupted"
+    summary["config"]["trainer"].update(max_steps=90, strategy="ddp", devices=2, accelerator="cpu")
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    proc = run_cli([f"resume={run_dir}"], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["step"] == 90
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    assert not rows.duplicated(["step", "metric"]).any()
+    assert rows.query("metric == 'test/acc'").step.tolist() == [30, 60, 90]

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,17 +35,19 @@ SCRIPT = REPO / "scripts" / "slurm_local.sh"
 @pytest.fixture(scope="module")
 def slurm() -> dict[str, str]:
     """The environment of a running single-node cluster (SLURM_CONF), stopped at the end."""
-    # The script's own directory under /tmp: munged refuses a socket below a directory that not
-    # everyone may enter, as pytest's temporary directories are.
+    # A directory right under /tmp (not $TMPDIR, nor pytest's): munged refuses a socket below a
+    # directory that not everyone may enter, as pytest's temporary directories are.
+    state = Path(tempfile.mkdtemp(prefix="normlab-slurm.", dir="/tmp"))
+    state.chmod(0o755)
     start = subprocess.run(
-        ["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900
+        ["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True, timeout=900
     )
     if start.returncode == 3:
+        shutil.rmtree(state, ignore_errors=True)
         pytest.skip(f"no SLURM on this machine: {start.stderr.strip()}")
     assert start.returncode == 0, start.stderr[-4000:]
     key, _, conf = start.stdout.strip().splitlines()[-1].partition("=")
     assert key == "SLURM_CONF" and Path(conf).is_file(), start.stdout
-    state = Path(conf).parent
     env = {**os.environ, "SLURM_CONF": conf, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     yield env
     stop = subprocess.run(

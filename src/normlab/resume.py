@@ -239,9 +239,17 @@ def _fill_bookkeeping_defaults(cfg: DictConfig) -> None:
 
 @functools.cache
 def _default_config() -> dict[str, Any]:
+    from hydra.core.hydra_config import HydraConfig
+
     from normlab.config import compose_config
 
-    return OmegaConf.to_container(compose_config([]), resolve=False)  # type: ignore[return-value]
+    # Composing sets Hydra's global config; a resume runs without Hydra, and Lightning, which
+    # starts DDP ranks > 0 with Hydra's run directory when it finds one, must not find it.
+    hydra_before = HydraConfig.instance().cfg
+    try:
+        return OmegaConf.to_container(compose_config([]), resolve=False)  # type: ignore[return-value]
+    finally:
+        HydraConfig.instance().cfg = hydra_before
 
 
 def _absolute_data_paths(cfg: DictConfig) -> None:
