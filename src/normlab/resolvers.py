@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -47,13 +46,10 @@ def job_record_subdir(output_dir: str) -> str | None:
 def job_log_file(output_dir: str) -> str:
     """Where a job's log goes: `train.log` in its directory, appended to by a resumed run; for a
     run already done (a re-launched sweep skips it), nowhere, so that its files stay untouched."""
-    from normlab.resume import DONE_STATUSES
+    from normlab.resume import DONE_STATUSES, read_summary
 
-    summary = Path(output_dir) / "summary.json"
-    try:
-        done = json.loads(summary.read_text()).get("status") in DONE_STATUSES
-    except (OSError, ValueError):
-        done = False
+    summary = read_summary(Path(output_dir)) or {}
+    done = summary.get("status") in DONE_STATUSES
     return os.devnull if done else str(Path(output_dir) / "train.log")
 
 

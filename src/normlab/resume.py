@@ -33,7 +33,8 @@ from normlab.errors import NormlabError
 from normlab.process import still_running
 
 SUMMARY_FILE = "summary.json"  # normlab.runlog.RunSummary.FILE
-CHECKPOINT = Path("checkpoints") / "last.ckpt"  # where normlab.train saves the last checkpoint
+# Where normlab.train saves a run's last checkpoint (its ModelCheckpoint), relative to the run.
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # Where a job run again keeps its earlier attempt's files (normlab.results never reads them).
 PREVIOUS_ATTEMPTS = ".previous-attempts"
 # Kept in place when a job runs again: its Hydra record (the same job: `plan_job` compared the

@@ -345,17 +345,18 @@ def _checkpointing(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     # No monitor and top-1: the newest checkpoint replaces the previous one, under a fixed name.
+    last = run_dir / resume.CHECKPOINT  # where normlab.resume looks for it
     checkpoints = [
         appended,
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="last",
+            dirpath=last.parent,
+            filename=last.stem,
             save_top_k=1,
             enable_version_counter=False,
         ),
     ]
     if signals.requeue_handler() is not None:  # a submitit job: see normlab.signals
-        checkpoints.append(signals.CheckpointBeforeRequeue(run_dir / "checkpoints" / "last.ckpt"))
+        checkpoints.append(signals.CheckpointBeforeRequeue(last))
     return checkpoints
 
 
